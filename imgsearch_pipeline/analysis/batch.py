@@ -1,0 +1,80 @@
+"""Analysing a list of images in batches: reads overlap with inference, every image ends analysed or failed.
+
+Returns two frames, the shapes of the `image_attributes` and `image_embeddings` assets: one row per image,
+failures included (status "failed" with the reason), so nothing is ever silently dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import pandas as pd
+
+from imgsearch_pipeline.analysis.provider import AnalysisFailure, AnalysisProvider
+from imgsearch_pipeline.analysis.types import ImageAnalysis
+
+ATTRIBUTE_COLUMNS = ["image_id", "content_hash", "s3_key", "status", "error", "category", "category_confidence",
+                     "colors", "color_coverage", "pattern", "has_print", "attributes", "description", "model_version"]
+EMBEDDING_COLUMNS = ["image_id", "image_embedding", "text_embedding"]
+
+
+def _read_batches(todo: Sequence[dict], read: Callable[[str], bytes], batch_size: int,
+                  workers: int) -> Iterator[list[tuple[dict, bytes | Exception]]]:
+    """Yield batches of (row, bytes-or-error); the next batch downloads while the current one is analysed."""
+    def fetch(row: dict) -> bytes | Exception:
+        try:
+            return read(row["s3_key"])
+        except Exception as e:  # noqa: BLE001 - recorded per image, never fatal for the partition
+            return e
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        chunks = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
+        pending = pool.map(fetch, chunks[0]) if chunks else None
+        for n, chunk in enumerate(chunks):
+            current = list(pending)
+            if n + 1 < len(chunks):
+                pending = pool.map(fetch, chunks[n + 1])
+            yield list(zip(chunk, current, strict=True))
+
+
+def analyse_images(todo: Sequence[dict], read: Callable[[str], bytes], provider: AnalysisProvider,
+                   batch_size: int = 32, read_workers: int = 8) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Analyse rows with image_id, s3_key, content_hash; one output row per input row."""
+    attrs: list[dict] = []
+    vecs: list[dict] = []
+    for batch in _read_batches(todo, read, batch_size, read_workers):
+        readable = [(row, data) for row, data in batch if isinstance(data, bytes)]
+        for row, err in ((r, d) for r, d in batch if not isinstance(d, bytes)):
+            attrs.append(_failed(row, f"could not read from S3: {type(err).__name__}: {err}", provider))
+        try:
+            results = provider.analyse([data for _, data in readable]) if readable else []
+        except Exception as e:  # noqa: BLE001 - a provider crash fails this batch's images, with the reason
+            results = [AnalysisFailure(f"provider error: {type(e).__name__}: {e}", retryable=True)] * len(readable)
+        for (row, _), result in zip(readable, results, strict=True):
+            if isinstance(result, ImageAnalysis):
+                attrs.append(_analysed(row, result))
+                vecs.append({"image_id": row["image_id"], "image_embedding": result.image_embedding,
+                             "text_embedding": result.text_embedding})
+            else:
+                attrs.append(_failed(row, result.reason, provider))
+    return pd.DataFrame(attrs, columns=ATTRIBUTE_COLUMNS), pd.DataFrame(vecs, columns=EMBEDDING_COLUMNS)
+
+
+def _analysed(row: dict, a: ImageAnalysis) -> dict:
+    return {
+        "image_id": row["image_id"], "content_hash": row["content_hash"], "s3_key": row["s3_key"],
+        "status": "analysed", "error": None, "category": a.category, "category_confidence": a.category_confidence,
+        "colors": a.color_ids, "color_coverage": [c.coverage for c in a.colors], "pattern": a.pattern,
+        "has_print": a.has_print, "attributes": a.attributes, "description": a.description,
+        "model_version": a.model_version,
+    }
+
+
+def _failed(row: dict, reason: str, provider: AnalysisProvider) -> dict:
+    return {
+        "image_id": row["image_id"], "content_hash": row["content_hash"], "s3_key": row["s3_key"],
+        "status": "failed", "error": reason, "category": None, "category_confidence": None, "colors": [],
+        "color_coverage": [], "pattern": None, "has_print": None, "attributes": {}, "description": "",
+        "model_version": provider.model_version,
+    }

@@ -1,0 +1,162 @@
+"""The HTTP API: search, query plans, image thumbnails, merchant product CRUD, and the search page."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from importlib import resources
+
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from PIL import Image
+
+from imgsearch_pipeline.analysis.images import BadImage, decode_image
+from imgsearch_pipeline.config import load_settings
+from imgsearch_pipeline.search.parser import MAX_QUERY_CHARS, QueryTooLong, parse_query
+from imgsearch_pipeline.search.plan import QueryPlan
+from imgsearch_pipeline.search.results import SearchResponse
+from imgsearch_pipeline.storage import opensearch as osx
+from imgsearch_pipeline.storage import postgres as pg
+
+router = APIRouter()
+
+
+def _default_resources() -> dict:
+    from imgsearch_pipeline.definitions import build_resources
+
+    return build_resources(load_settings())
+
+
+def create_app(resources_factory: Callable[[], dict] = _default_resources) -> FastAPI:
+    """The app over a set of Dagster resources (the same objects jobs use); built on first request."""
+    app = FastAPI(title="imgsearch", version="0.1.0",
+                  description="Search a product-image catalogue by what the photos show.")
+    app.state.resources_factory = resources_factory
+    app.state.resources = None
+    app.include_router(router)
+    return app
+
+
+def _res(request: Request) -> dict:
+    state = request.app.state
+    if state.resources is None:
+        state.resources = state.resources_factory()
+    return state.resources
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+def page() -> str:
+    return resources.files("imgsearch_pipeline.api").joinpath("static/index.html").read_text(encoding="utf-8")
+
+
+@router.get("/healthz")
+def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/parse", response_model=QueryPlan)
+def parse(q: str = Query(..., max_length=MAX_QUERY_CHARS)) -> QueryPlan:
+    try:
+        return parse_query(q)
+    except QueryTooLong as e:
+        raise HTTPException(status_code=422, detail=str(e)) from e
+
+
+@router.get("/search", response_model=SearchResponse)
+def search(request: Request, q: str = Query("", max_length=MAX_QUERY_CHARS),
+           size: int = Query(20, ge=1, le=100)) -> SearchResponse:
+    try:
+        return _res(request)["search"].search(q, size=size)
+    except QueryTooLong as e:
+        raise HTTPException(status_code=422, detail=str(e)) from e
+
+
+@router.get("/images/{image_id}", responses={200: {"content": {"image/jpeg": {}}}})
+def image(request: Request, image_id: int, w: int = Query(320, ge=32, le=1024)) -> Response:
+    """A JPEG thumbnail of a catalogue image (looked up by id: no client-chosen S3 keys)."""
+    res = _res(request)
+    with res["postgres"].connect() as conn:
+        key = pg.image_key(conn, image_id)
+    if key is None:
+        raise HTTPException(status_code=404, detail="no such image")
+    try:
+        img = decode_image(res["images"].read(key))
+    except BadImage as e:
+        raise HTTPException(status_code=422, detail=f"stored image cannot be shown: {e}") from e
+    img.thumbnail((w, w), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=85)
+    return Response(buf.getvalue(), media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+
+# Merchant-facing product CRUD ---------------------------------------------------------------------------
+
+
+@router.get("/products")
+def list_products(request: Request, limit: int = Query(100, ge=1, le=1000),
+                  offset: int = Query(0, ge=0)) -> list[dict]:
+    with _res(request)["postgres"].connect() as conn:
+        return pg.list_products(conn, limit, offset)
+
+
+@router.get("/products/{product_id}")
+def get_product(request: Request, product_id: str) -> dict:
+    with _res(request)["postgres"].connect() as conn:
+        product = pg.get_product(conn, product_id)
+    if product is None:
+        raise HTTPException(status_code=404, detail="no such product")
+    return product
+
+
+@router.post("/products", status_code=201)
+def create_product(request: Request, product: pg.Product) -> dict:
+    with _res(request)["postgres"].connect() as conn:
+        if pg.get_product(conn, product.product_id) is not None:
+            raise HTTPException(status_code=409, detail="product exists; use PUT to update it")
+        pg.upsert_products(conn, [product.model_copy(update={"source": "api"})])
+        return pg.get_product(conn, product.product_id)
+
+
+@router.put("/products/{product_id}")
+def update_product(request: Request, product_id: str, product: pg.Product) -> dict:
+    """Replace a product's catalogue data and refresh its documents in the index (no model call)."""
+    if product.product_id != product_id:
+        raise HTTPException(status_code=422, detail="product_id in the body differs from the path")
+    res = _res(request)
+    with res["postgres"].connect() as conn:
+        if pg.get_product(conn, product_id) is None:
+            raise HTTPException(status_code=404, detail="no such product")
+        pg.upsert_products(conn, [product.model_copy(update={"source": "api"})])
+        conn.commit()
+        _reindex_product(res, conn, product_id)
+        return pg.get_product(conn, product_id)
+
+
+@router.delete("/products/{product_id}", status_code=204)
+def delete_product(request: Request, product_id: str) -> Response:
+    """Delete a product, its images' rows and analyses, and their documents in the search index."""
+    res = _res(request)
+    with res["postgres"].connect() as conn:
+        image_ids = pg.delete_product(conn, product_id)
+    if image_ids is None:
+        raise HTTPException(status_code=404, detail="no such product")
+    if image_ids:
+        opensearch = res["opensearch"]
+        client = opensearch.client()
+        target = osx.alias_target(client, opensearch.alias)
+        if target:
+            osx.delete_documents(client, target, image_ids)
+            client.indices.refresh(index=target)
+    return Response(status_code=204)
+
+
+def _reindex_product(res: dict, conn, product_id: str) -> None:
+    opensearch, provider = res["opensearch"], res["analysis"].get()
+    client = opensearch.client()
+    target = osx.alias_target(client, opensearch.alias)
+    if target:
+        osx.bulk_index(client, target, pg.iter_index_rows(conn, provider.model_version, product_id=product_id))
+        client.indices.refresh(index=target)
+
+
+app = create_app()

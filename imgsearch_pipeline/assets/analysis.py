@@ -1,0 +1,119 @@
+"""Image analysis: the provider's attributes and embeddings, then their validated rows in Postgres.
+
+One provider pass yields both `image_attributes` and `image_embeddings` (a multi-asset: the model runs once);
+`image_analysis` writes them, together with failures, to Postgres.
+"""
+
+
+import time
+
+import pandas as pd
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetKey,
+    AssetOut,
+    MaterializeResult,
+    MetadataValue,
+    Output,
+    TableColumn,
+    TableRecord,
+    TableSchema,
+    asset,
+    multi_asset,
+)
+
+from imgsearch_pipeline.analysis.batch import analyse_images
+from imgsearch_pipeline.analysis.types import ImageAnalysis
+from imgsearch_pipeline.partitions import image_prefixes
+from imgsearch_pipeline.resources import AnalysisProviderResource, ImageStoreResource, PostgresResource
+from imgsearch_pipeline.storage import postgres as pg
+from imgsearch_pipeline.vocab import get_vocabulary
+
+
+@multi_asset(
+    outs={
+        "image_attributes": AssetOut(kinds={"python", "pandas"}, group_name="analysis",
+                                     description="Category, colours, pattern, print, description per image."),
+        "image_embeddings": AssetOut(kinds={"python", "numpy"}, group_name="analysis",
+                                     description="Image and text vectors per image."),
+    },
+    deps=[AssetKey("image_inventory")],
+    partitions_def=image_prefixes,
+)
+def image_attributes_and_embeddings(
+    context: AssetExecutionContext,
+    postgres: PostgresResource,
+    images: ImageStoreResource,
+    analysis: AnalysisProviderResource,
+):
+    provider = analysis.get()
+    with postgres.connect() as conn:
+        todo = pg.images_to_analyse(conn, context.partition_key, provider.model_version)
+    context.log.info(f"{len(todo)} images to analyse with {provider.model_version}")
+    started = time.perf_counter()
+    attributes, embeddings = analyse_images(todo, images.read, provider, batch_size=analysis.batch_size)
+    elapsed = time.perf_counter() - started
+    failed = int((attributes["status"] == "failed").sum()) if len(attributes) else 0
+    meta = {
+        "analysed": len(attributes) - failed,
+        "failed": failed,
+        "model_version": provider.model_version,
+        "seconds_per_image": round(elapsed / max(1, len(todo)), 4),
+    }
+    yield Output(attributes, output_name="image_attributes", metadata=meta | {"preview": _preview(attributes)})
+    yield Output(embeddings, output_name="image_embeddings",
+                 metadata={"vectors": len(embeddings), "image_dim": provider.image_dim, "text_dim": provider.text_dim})
+
+
+def _preview(attributes: pd.DataFrame, rows: int = 10) -> MetadataValue:
+    """A few analysed rows as a table in the UI."""
+    cols = ["image_id", "status", "category", "colors", "pattern", "has_print", "description", "error"]
+    records = [
+        TableRecord({c: ", ".join(v) if isinstance(v, list) else ("" if v is None else str(v))
+                     for c, v in rec.items()})
+        for rec in attributes.reindex(columns=cols).head(rows).to_dict("records")
+    ]
+    return MetadataValue.table(records, schema=TableSchema(columns=[TableColumn(c, "string") for c in cols]))
+
+
+@asset(
+    ins={"image_attributes": AssetIn(), "image_embeddings": AssetIn()},
+    partitions_def=image_prefixes,
+    kinds={"postgres"},
+    group_name="analysis",
+    description="Validated analyses in Postgres (image_analysis), failures recorded on product_images.",
+)
+def image_analysis(
+    context: AssetExecutionContext,
+    postgres: PostgresResource,
+    image_attributes: pd.DataFrame,
+    image_embeddings: pd.DataFrame,
+) -> MaterializeResult:
+    vocab = get_vocabulary()
+    ok = image_attributes[image_attributes["status"] == "analysed"] if len(image_attributes) else image_attributes
+    bad = image_attributes[image_attributes["status"] == "failed"] if len(image_attributes) else image_attributes
+    vectors = image_embeddings.set_index("image_id") if len(image_embeddings) else image_embeddings
+    rows = []
+    for rec in ok.to_dict("records"):
+        vec = vectors.loc[rec["image_id"]]
+        rows.append((int(rec["image_id"]), rec["content_hash"], ImageAnalysis(
+            category=rec["category"], category_confidence=rec["category_confidence"],
+            colors=[{"color": c, "coverage": s} for c, s in zip(rec["colors"], rec["color_coverage"], strict=True)],
+            pattern=rec["pattern"], has_print=rec["has_print"], attributes=rec["attributes"],
+            description=rec["description"], model_version=rec["model_version"],
+            image_embedding=list(vec["image_embedding"]), text_embedding=list(vec["text_embedding"]),
+        )))
+    failures = [(int(r["image_id"]), r["content_hash"], r["error"]) for r in bad.to_dict("records")]
+    with postgres.connect() as conn:
+        saved = pg.save_analyses(conn, rows, vocab.version)
+        pg.mark_failed(conn, failures)
+        counts = pg.status_counts(conn, context.partition_key)
+    for image_id, _, reason in failures[:20]:
+        context.log.warning(f"image {image_id} failed: {reason}")
+    return MaterializeResult(metadata={
+        "written": saved,
+        "failed": len(failures),
+        "vocab_version": vocab.version,
+        **{f"status_{k}": v for k, v in sorted(counts.items())},
+    })

@@ -1,0 +1,42 @@
+"""The partition's analyses, bulk-indexed into the OpenSearch index of the current model version."""
+
+
+import os
+
+from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
+
+from imgsearch_pipeline.partitions import image_prefixes
+from imgsearch_pipeline.resources import AnalysisProviderResource, OpenSearchResource, PostgresResource
+from imgsearch_pipeline.storage import opensearch as osx
+from imgsearch_pipeline.storage import postgres as pg
+
+
+@asset(
+    deps=[AssetKey("image_analysis")],
+    partitions_def=image_prefixes,
+    kinds={"opensearch"},
+    group_name="search",
+    description="OpenSearch documents for the partition's analysed images (index per model version, behind an alias).",
+)
+def search_index(
+    context: AssetExecutionContext,
+    postgres: PostgresResource,
+    opensearch: OpenSearchResource,
+    analysis: AnalysisProviderResource,
+) -> MaterializeResult:
+    provider = analysis.get()
+    client = opensearch.client()
+    index = osx.write_index(client, opensearch.alias, opensearch.index_base(provider.model_version),
+                            provider.image_dim, provider.text_dim)
+    with postgres.connect() as conn:
+        indexed = osx.bulk_index(client, index, pg.iter_index_rows(conn, provider.model_version, context.partition_key))
+        removed = osx.delete_documents(client, index, pg.image_ids_not_live(conn, context.partition_key))
+    total = osx.count(client, index)
+    return MaterializeResult(metadata={
+        "indexed": indexed,
+        "removed": removed,
+        "index": index,
+        "alias": opensearch.alias,
+        "index_documents": total,
+        "search_page": MetadataValue.url(os.environ.get("IMGSEARCH_SEARCH_URL", "http://127.0.0.1:8000/")),
+    })

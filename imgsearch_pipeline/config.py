@@ -1,0 +1,78 @@
+"""Where imgsearch finds its services: environment variables first, else the local stack's state file.
+
+Production deployments set `IMGSEARCH_POSTGRES_DSN`, `IMGSEARCH_S3_ENDPOINT_URL` (empty for AWS),
+`IMGSEARCH_OPENSEARCH_URL` and friends; `imgsearch stack up` writes the same settings for the embedded stack
+into `<state dir>/stack.json`, so every process (CLI, Dagster, API) finds the same servers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+STACK_FILE = "stack.json"
+
+
+def state_dir() -> Path:
+    """`IMGSEARCH_STATE_DIR`, else `.state` in the current directory: one folder for all local state."""
+    return Path(os.environ.get("IMGSEARCH_STATE_DIR", ".state")).resolve()
+
+
+def cache_dir() -> Path:
+    """Downloads and built model graphs, shared by every checkout: `IMGSEARCH_CACHE` or ~/.cache/imgsearch."""
+    return Path(os.environ.get("IMGSEARCH_CACHE", Path.home() / ".cache" / "imgsearch")).resolve()
+
+
+class Settings(BaseModel):
+    """Connection settings for the three servers and the search index naming."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    postgres_dsn: str | None = None
+    s3_endpoint_url: str | None = Field(default=None, description="None means AWS S3 itself")
+    s3_bucket: str = "imgsearch-catalog"
+    s3_region: str = "us-east-1"
+    opensearch_url: str | None = None
+    opensearch_user: str | None = None
+    opensearch_password: SecretStr | None = None
+    opensearch_verify_certs: bool = True
+    index_prefix: str = "imgsearch"
+    provider: str = "builtin"
+
+    def require(self, name: str) -> str:
+        value = getattr(self, name)
+        if not value:
+            raise RuntimeError(
+                f"{name} is not configured: set IMGSEARCH_{name.upper()} or start the local stack "
+                "with `imgsearch stack up`"
+            )
+        return value
+
+
+_ENV = {
+    "postgres_dsn": "IMGSEARCH_POSTGRES_DSN",
+    "s3_endpoint_url": "IMGSEARCH_S3_ENDPOINT_URL",
+    "s3_bucket": "IMGSEARCH_S3_BUCKET",
+    "s3_region": "IMGSEARCH_S3_REGION",
+    "opensearch_url": "IMGSEARCH_OPENSEARCH_URL",
+    "opensearch_user": "IMGSEARCH_OPENSEARCH_USER",
+    "opensearch_password": "IMGSEARCH_OPENSEARCH_PASSWORD",
+    "opensearch_verify_certs": "IMGSEARCH_OPENSEARCH_VERIFY_CERTS",
+    "index_prefix": "IMGSEARCH_INDEX_PREFIX",
+    "provider": "IMGSEARCH_PROVIDER",
+}
+
+
+def load_settings(state: Path | None = None) -> Settings:
+    """Merge the local stack's file (if any) under the environment."""
+    values: dict = {}
+    stack_file = (state or state_dir()) / STACK_FILE
+    if stack_file.exists():
+        values.update(json.loads(stack_file.read_text())["settings"])
+    for key, env in _ENV.items():
+        if env in os.environ:
+            values[key] = os.environ[env] or None
+    return Settings.model_validate(values)

@@ -1,0 +1,62 @@
+"""The Dagster code location: assets, jobs, sensors and resources, configured from the environment.
+
+Resource settings come from `imgsearch_pipeline.config.load_settings()`: IMGSEARCH_* variables, else the
+local stack's state file, so `dagster dev` and the CLI always talk to the same servers.
+"""
+
+from __future__ import annotations
+
+from dagster import Definitions, load_assets_from_modules
+from dagster_aws.s3 import S3Resource
+
+from imgsearch_pipeline import assets
+from imgsearch_pipeline.assets import analysis, inventory, search_index
+from imgsearch_pipeline.config import Settings, load_settings
+from imgsearch_pipeline.jobs import ingest_job, rebuild_index_job
+from imgsearch_pipeline.resources import (
+    AnalysisProviderResource,
+    ImageStoreResource,
+    OpenSearchResource,
+    PostgresResource,
+    SearchResource,
+)
+from imgsearch_pipeline.sensors.new_images import new_images_sensor
+
+
+def build_resources(settings: Settings) -> dict:
+    """Resources for a settings object; tests build their own settings pointing at their servers."""
+    local = bool(settings.s3_endpoint_url)
+    s3 = S3Resource(
+        endpoint_url=settings.s3_endpoint_url,
+        region_name=settings.s3_region,
+        # A local endpoint (moto, MinIO) accepts any credentials; AWS uses the default credential chain.
+        aws_access_key_id="imgsearch" if local else None,
+        aws_secret_access_key="imgsearch" if local else None,
+    )
+    opensearch = OpenSearchResource(
+        url=settings.opensearch_url or "http://127.0.0.1:9200",
+        user=settings.opensearch_user,
+        password=settings.opensearch_password.get_secret_value() if settings.opensearch_password else None,
+        verify_certs=settings.opensearch_verify_certs,
+        index_prefix=settings.index_prefix,
+    )
+    analysis_provider = AnalysisProviderResource(provider=settings.provider)
+    return {
+        "postgres": PostgresResource(dsn=settings.postgres_dsn or ""),
+        "images": ImageStoreResource(s3=s3, bucket=settings.s3_bucket),
+        "opensearch": opensearch,
+        "analysis": analysis_provider,
+        "search": SearchResource(opensearch=opensearch, analysis=analysis_provider),
+    }
+
+
+def build_definitions(settings: Settings) -> Definitions:
+    return Definitions(
+        assets=load_assets_from_modules([assets, inventory, analysis, search_index]),
+        jobs=[ingest_job, rebuild_index_job],
+        sensors=[new_images_sensor],
+        resources=build_resources(settings),
+    )
+
+
+defs = build_definitions(load_settings())

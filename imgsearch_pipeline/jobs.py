@@ -1,0 +1,39 @@
+"""Jobs: ingest a prefix partition end to end, and rebuild the search index from Postgres alone."""
+
+
+from dagster import AssetSelection, OpExecutionContext, define_asset_job, job, op
+
+from imgsearch_pipeline.resources import AnalysisProviderResource, OpenSearchResource, PostgresResource
+from imgsearch_pipeline.storage import opensearch as osx
+from imgsearch_pipeline.storage import postgres as pg
+
+ingest_job = define_asset_job(
+    "ingest_partition",
+    selection=AssetSelection.groups("ingest", "analysis", "search"),
+    description="Inventory, analyse and index one S3 prefix.",
+)
+
+
+@op(description="Fill a new index generation from Postgres (no model call) and swap the alias onto it.")
+def rebuild_search_index(
+    context: OpExecutionContext,
+    postgres: PostgresResource,
+    opensearch: OpenSearchResource,
+    analysis: AnalysisProviderResource,
+) -> None:
+    provider = analysis.get()
+    client = opensearch.client()
+    with postgres.connect() as conn:
+        expected = pg.count_index_rows(conn, provider.model_version)
+        context.log.info(f"rebuilding from {expected} analysed images ({provider.model_version})")
+        name, indexed = osx.rebuild(client, opensearch.alias, opensearch.index_base(provider.model_version),
+                                    provider.image_dim, provider.text_dim,
+                                    pg.iter_index_rows(conn, provider.model_version))
+    context.log.info(f"index {name} holds {indexed} documents; alias {opensearch.alias} -> {name}")
+    if indexed != expected:
+        raise RuntimeError(f"rebuild indexed {indexed} documents but Postgres holds {expected}")
+
+
+@job(description="Rebuild the OpenSearch index from Postgres alone, without re-running any model.")
+def rebuild_index_job():
+    rebuild_search_index()

@@ -1,0 +1,48 @@
+"""Where the catalogue's images live: a bucket (via dagster-aws's S3 resource), its layout and its feed."""
+
+from __future__ import annotations
+
+from dagster import ConfigurableResource
+from dagster_aws.s3 import S3Resource
+from pydantic import Field
+
+from imgsearch_pipeline.catalog import DEFAULT_KEY_PATTERN, Catalog, KeyPattern, parse_feed
+from imgsearch_pipeline.storage.s3 import get_bytes
+
+
+class ImageStoreResource(ConfigurableResource):
+    s3: S3Resource
+    bucket: str
+    root_prefix: str = Field(default="catalog/", description="only keys under this prefix are catalogue images")
+    partition_depth: int = Field(default=3, ge=1, description="path segments that form a partition prefix")
+    feed_key: str | None = Field(default="feeds/catalog.jsonl", description="catalogue feed object, if any")
+    key_pattern: str = Field(default=DEFAULT_KEY_PATTERN, description="regex naming product_id when no feed does")
+
+    def client(self):
+        return self.s3.get_client()
+
+    def read(self, key: str) -> bytes:
+        return get_bytes(self.client(), self.bucket, key)
+
+    def catalog(self) -> Catalog:
+        """The feed's products and image ownership; an empty catalogue when no feed exists."""
+        if not self.feed_key:
+            return Catalog()
+        client = self.client()
+        try:
+            data = get_bytes(client, self.bucket, self.feed_key)
+        except client.exceptions.NoSuchKey:
+            return Catalog()
+        return parse_feed(data, self.feed_key)
+
+    def products_from_keys(self) -> KeyPattern:
+        return KeyPattern(self.key_pattern)
+
+    def partition_of(self, key: str) -> str | None:
+        """The prefix partition a key belongs to ("catalog/women/dress/"), or None outside the catalogue."""
+        if not key.startswith(self.root_prefix):
+            return None
+        parts = key.split("/")
+        if len(parts) <= self.partition_depth:
+            return None
+        return "/".join(parts[: self.partition_depth]) + "/"

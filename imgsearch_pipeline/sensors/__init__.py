@@ -1,0 +1,1 @@
+"""Sensors that turn new S3 objects into partition runs."""

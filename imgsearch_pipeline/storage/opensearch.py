@@ -1,0 +1,191 @@
+"""The OpenSearch index: one index per model version behind an alias, filled from Postgres rows.
+
+The index holds nothing Postgres does not: it can be dropped and rebuilt at any time without a model call.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+
+from opensearchpy import OpenSearch, helpers
+
+# Lucene HNSW: the only engine whose native code ships inside the k-NN plugin zip (see docs/architecture.md).
+_KNN_METHOD = {"name": "hnsw", "engine": "lucene", "space_type": "cosinesimil",
+               "parameters": {"m": 16, "ef_construction": 128}}
+
+
+def make_client(url: str, user: str | None = None, password: str | None = None,
+                verify_certs: bool = True, timeout: int = 30) -> OpenSearch:
+    auth = (user, password) if user and password else None
+    return OpenSearch(hosts=[url], http_auth=auth, verify_certs=verify_certs, timeout=timeout,
+                      max_retries=3, retry_on_timeout=True)
+
+
+def index_base(prefix: str, model_version: str) -> str:
+    """The name stem of a model version's indices (OpenSearch wants lower case, no odd characters).
+
+    Concrete indices are `<base>-g<N>`: a rebuild fills generation N+1 while N serves, then swaps the alias.
+    """
+    slug = re.sub(r"[^a-z0-9]+", "-", model_version.lower()).strip("-")
+    return f"{prefix}-{slug}"[:240]
+
+
+def generations(client: OpenSearch, base: str) -> list[int]:
+    names = client.indices.get(index=f"{base}-g*", ignore_unavailable=True, allow_no_indices=True)
+    return sorted(int(m.group(1)) for n in names if (m := re.fullmatch(re.escape(base) + r"-g(\d+)", n)))
+
+
+def write_index(client: OpenSearch, alias: str, base: str, image_dim: int, text_dim: int) -> str:
+    """The newest generation of `base` (created when none exists); the alias is set if it points nowhere."""
+    gens = generations(client, base)
+    name = f"{base}-g{gens[-1] if gens else 1}"
+    ensure_index(client, alias, name, image_dim, text_dim)
+    return name
+
+
+def mapping(image_dim: int, text_dim: int) -> dict:
+    vec = lambda dim: {"type": "knn_vector", "dimension": dim, "method": _KNN_METHOD}  # noqa: E731
+    return {
+        "settings": {"index": {"knn": True, "number_of_shards": 1, "number_of_replicas": 0,
+                               "refresh_interval": "1s"}},
+        "mappings": {
+            "dynamic": "strict",
+            "properties": {
+                "image_id": {"type": "keyword"},
+                "product_id": {"type": "keyword"},
+                "s3_key": {"type": "keyword"},
+                "partition": {"type": "keyword"},
+                "category": {"type": "keyword"},
+                "category_confidence": {"type": "float"},
+                "colors": {"type": "keyword"},
+                "primary_color": {"type": "keyword"},
+                "color_coverage": {"type": "float"},
+                "pattern": {"type": "keyword"},
+                "has_print": {"type": "boolean"},
+                "attributes": {"type": "object", "dynamic": True},
+                "description": {"type": "text"},
+                "product_name": {"type": "text"},
+                "brand": {"type": "keyword", "fields": {"text": {"type": "text"}}},
+                "department": {"type": "keyword"},
+                "shop_category": {"type": "keyword"},
+                "model_version": {"type": "keyword"},
+                "analysed_at": {"type": "date"},
+                "image_vector": vec(image_dim),
+                "text_vector": vec(text_dim),
+            },
+            # Open attributes are keywords whatever their name, so filters on them are exact.
+            "dynamic_templates": [{"attrs": {"path_match": "attributes.*",
+                                             "mapping": {"type": "keyword"}}}],
+        },
+    }
+
+
+def ensure_index(client: OpenSearch, alias: str, name: str, image_dim: int, text_dim: int) -> bool:
+    """Create the versioned index if missing, and point the alias at it when the alias is unset.
+
+    Returns True when the index was created. Moving an existing alias to a new version is `switch_alias`.
+    """
+    created = False
+    if not client.indices.exists(index=name):
+        client.indices.create(index=name, body=mapping(image_dim, text_dim))
+        created = True
+    if not client.indices.exists_alias(name=alias):
+        client.indices.put_alias(index=name, name=alias)
+    return created
+
+
+def alias_target(client: OpenSearch, alias: str) -> str | None:
+    if not client.indices.exists_alias(name=alias):
+        return None
+    return next(iter(client.indices.get_alias(name=alias)))
+
+
+def switch_alias(client: OpenSearch, alias: str, name: str) -> None:
+    """Atomically point the alias at `name` (one request: searches never see an empty alias)."""
+    actions = [{"add": {"index": name, "alias": alias}}]
+    old = alias_target(client, alias)
+    if old and old != name:
+        actions.insert(0, {"remove": {"index": old, "alias": alias}})
+    client.indices.update_aliases(body={"actions": actions})
+
+
+def to_document(row: dict) -> dict:
+    """A Postgres analysis row (see storage.postgres.iter_index_rows) as an index document."""
+    colors = list(row["colors"] or [])
+    doc = {
+        "image_id": str(row["image_id"]),
+        "product_id": row["product_id"],
+        "s3_key": row["s3_key"],
+        "partition": row["partition_key"],
+        "category": row["category"],
+        "category_confidence": row["category_confidence"],
+        "colors": colors,
+        "primary_color": colors[0] if colors else None,
+        "color_coverage": list(row["color_coverage"] or []),
+        "pattern": row["pattern"],
+        "has_print": row["has_print"],
+        "attributes": row["attributes"] or {},
+        "description": row["description"],
+        "product_name": row["product_name"],
+        "brand": row["brand"],
+        "department": row["department"],
+        "shop_category": row["shop_category"],
+        "model_version": row["model_version"],
+        "analysed_at": row["analysed_at"].isoformat(),
+    }
+    for field, col in (("image_vector", "image_embedding"), ("text_vector", "text_embedding")):
+        if row[col] is not None:
+            doc[field] = [float(x) for x in row[col]]
+    return doc
+
+
+def bulk_index(client: OpenSearch, index: str, rows: Iterable[dict], chunk_size: int = 500) -> int:
+    """Index rows by image_id (re-indexing overwrites, never duplicates); raises on any failed document."""
+    def actions() -> Iterator[dict]:
+        for row in rows:
+            doc = to_document(row)
+            yield {"_op_type": "index", "_index": index, "_id": doc["image_id"], "_source": doc}
+
+    ok, errors = helpers.bulk(client, actions(), chunk_size=chunk_size, raise_on_error=False,
+                              max_retries=3, request_timeout=120)
+    if errors:
+        raise RuntimeError(f"{len(errors)} documents failed to index; first: {errors[0]}")
+    return ok
+
+
+def delete_documents(client: OpenSearch, index: str, image_ids: Iterable[int]) -> int:
+    actions = ({"_op_type": "delete", "_index": index, "_id": str(i)} for i in image_ids)
+    ok, errors = helpers.bulk(client, actions, raise_on_error=False, request_timeout=120)
+    real = [e for e in errors if e.get("delete", {}).get("status") != 404]
+    if real:
+        raise RuntimeError(f"{len(real)} deletes failed; first: {real[0]}")
+    return ok
+
+
+def rebuild(client: OpenSearch, alias: str, base: str, image_dim: int, text_dim: int,
+            rows: Iterable[dict]) -> tuple[str, int]:
+    """Fill a fresh generation from `rows`, swap the alias onto it in one step, drop older generations.
+
+    Searches keep using the old generation until the new one is complete (or forever, if this fails).
+    """
+    gens = generations(client, base)
+    name = f"{base}-g{(gens[-1] + 1) if gens else 1}"
+    client.indices.create(index=name, body=mapping(image_dim, text_dim))
+    try:
+        indexed = bulk_index(client, name, rows)
+        client.indices.refresh(index=name)
+    except Exception:
+        client.indices.delete(index=name, ignore_unavailable=True)
+        raise
+    current = alias_target(client, alias)
+    if current is None or current.startswith(f"{base}-g"):
+        switch_alias(client, alias, name)
+    for g in gens:
+        client.indices.delete(index=f"{base}-g{g}", ignore_unavailable=True)
+    return name, indexed
+
+
+def count(client: OpenSearch, index: str) -> int:
+    client.indices.refresh(index=index)
+    return client.count(index=index)["count"]

@@ -1,0 +1,311 @@
+"""PostgreSQL, the source of truth: migrations, inventory sync, analyses and products.
+
+Plain psycopg 3; every write is an upsert keyed so that repeating it changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+
+import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg.rows import dict_row
+from pydantic import BaseModel, ConfigDict, Field
+
+from imgsearch_pipeline.analysis.types import ImageAnalysis
+
+_MIGRATION_LOCK = 7_214_001
+
+
+def connect(dsn: str) -> psycopg.Connection:
+    """A connection with the vector type registered (after migrations created the extension)."""
+    conn = psycopg.connect(dsn, row_factory=dict_row, connect_timeout=10)
+    if conn.execute("SELECT 1 FROM pg_type WHERE typname = 'vector'").fetchone():
+        register_vector(conn)
+    return conn
+
+
+def migrate(conn: psycopg.Connection) -> list[str]:
+    """Apply the packaged migrations not yet applied, in order, under an advisory lock; returns their names."""
+    applied: list[str] = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in conn.execute("SELECT version FROM schema_migrations")}
+        files = sorted(
+            (f for f in resources.files("imgsearch_pipeline.storage.migrations").iterdir()
+             if f.name.endswith(".sql")),
+            key=lambda f: f.name,
+        )
+        for f in files:
+            version = int(f.name.split("_", 1)[0])
+            if version in done:
+                continue
+            conn.execute(f.read_text(encoding="utf-8"))
+            conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, f.name))
+            applied.append(f.name)
+    register_vector(conn)
+    return applied
+
+
+# Products ----------------------------------------------------------------------------------------------
+
+
+class Product(BaseModel):
+    """A catalogue product, as the feed, the key pattern or the merchant API describe it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    product_id: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f/]+$")
+    name: str | None = Field(default=None, max_length=500)
+    brand: str | None = Field(default=None, max_length=200)
+    department: str | None = Field(default=None, max_length=50)
+    shop_category: str | None = Field(default=None, max_length=200)
+    source: str = "feed"
+
+
+_PRODUCT_COLS = ("product_id", "name", "brand", "department", "shop_category", "source")
+
+
+def upsert_products(conn: psycopg.Connection, products: Iterable[Product], *, overwrite: bool = True) -> int:
+    """Insert or update products. With overwrite=False an existing product keeps its data (key-pattern
+    discovery must not erase what a feed or the merchant said)."""
+    rows = [tuple(getattr(p, c) for c in _PRODUCT_COLS) for p in products]
+    if not rows:
+        return 0
+    conflict = (
+        "DO UPDATE SET name = EXCLUDED.name, brand = EXCLUDED.brand, department = EXCLUDED.department, "
+        "shop_category = EXCLUDED.shop_category, source = EXCLUDED.source, updated_at = now() "
+        "WHERE (products.name, products.brand, products.department, products.shop_category) IS DISTINCT FROM "
+        "(EXCLUDED.name, EXCLUDED.brand, EXCLUDED.department, EXCLUDED.shop_category)"
+        if overwrite
+        else "DO NOTHING"
+    )
+    with conn.cursor() as cur:
+        cur.executemany(
+            f"INSERT INTO products ({', '.join(_PRODUCT_COLS)}) VALUES (%s, %s, %s, %s, %s, %s) "
+            f"ON CONFLICT (product_id) {conflict}",
+            rows,
+        )
+    return len(rows)
+
+
+def get_product(conn: psycopg.Connection, product_id: str) -> dict | None:
+    row = conn.execute("SELECT * FROM products WHERE product_id = %s", (product_id,)).fetchone()
+    if row is None:
+        return None
+    row["images"] = conn.execute(
+        "SELECT image_id, s3_key, status, error FROM product_images WHERE product_id = %s ORDER BY s3_key",
+        (product_id,),
+    ).fetchall()
+    return row
+
+
+def image_key(conn: psycopg.Connection, image_id: int) -> str | None:
+    row = conn.execute("SELECT s3_key FROM product_images WHERE image_id = %s", (image_id,)).fetchone()
+    return row["s3_key"] if row else None
+
+
+def list_products(conn: psycopg.Connection, limit: int = 100, offset: int = 0) -> list[dict]:
+    return conn.execute(
+        "SELECT * FROM products ORDER BY product_id LIMIT %s OFFSET %s", (limit, offset)
+    ).fetchall()
+
+
+def delete_product(conn: psycopg.Connection, product_id: str) -> list[int] | None:
+    """Delete a product with its images and analyses; returns the deleted image ids (None if unknown)."""
+    with conn.transaction():
+        ids = [r["image_id"] for r in conn.execute(
+            "SELECT image_id FROM product_images WHERE product_id = %s", (product_id,))]
+        deleted = conn.execute("DELETE FROM products WHERE product_id = %s", (product_id,)).rowcount
+    return ids if deleted else None
+
+
+# Inventory ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListedObject:
+    """One S3 object of a partition, as the inventory saw it."""
+
+    key: str
+    product_id: str
+    etag: str
+    size: int
+    last_modified: datetime
+    content_hash: str
+
+
+class InventoryDiff(BaseModel):
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+
+
+def known_objects(conn: psycopg.Connection, partition_key: str) -> dict[str, dict]:
+    """key -> {etag, size_bytes, content_hash, status} for the partition (to skip re-hashing unchanged objects)."""
+    rows = conn.execute(
+        "SELECT s3_key, etag, size_bytes, content_hash, status FROM product_images WHERE partition_key = %s",
+        (partition_key,),
+    )
+    return {r["s3_key"]: r for r in rows}
+
+
+def sync_inventory(
+    conn: psycopg.Connection, partition_key: str, objects: Sequence[ListedObject]
+) -> InventoryDiff:
+    """Record a partition's listing: new and changed bytes become pending, vanished keys become deleted."""
+    known = known_objects(conn, partition_key)
+    diff = InventoryDiff()
+    with conn.transaction(), conn.cursor() as cur:
+        for obj in objects:
+            prev = known.get(obj.key)
+            if prev is None:
+                diff.new += 1
+            elif prev["content_hash"] != obj.content_hash or prev["status"] == "deleted":
+                diff.changed += 1
+            else:
+                diff.unchanged += 1
+                continue
+            cur.execute(
+                "INSERT INTO product_images (s3_key, product_id, partition_key, content_hash, etag, size_bytes,"
+                " last_modified, status) VALUES (%s, %s, %s, %s, %s, %s, %s, 'pending') "
+                "ON CONFLICT (s3_key) DO UPDATE SET product_id = EXCLUDED.product_id, "
+                "partition_key = EXCLUDED.partition_key, content_hash = EXCLUDED.content_hash, "
+                "etag = EXCLUDED.etag, size_bytes = EXCLUDED.size_bytes, last_modified = EXCLUDED.last_modified,"
+                " status = 'pending', error = NULL, attempts = 0, updated_at = now()",
+                (obj.key, obj.product_id, partition_key, obj.content_hash, obj.etag, obj.size, obj.last_modified),
+            )
+        listed = {o.key for o in objects}
+        gone = [k for k, r in known.items() if k not in listed and r["status"] != "deleted"]
+        if gone:
+            cur.execute(
+                "UPDATE product_images SET status = 'deleted', updated_at = now() WHERE s3_key = ANY(%s)",
+                (gone,),
+            )
+            diff.deleted = len(gone)
+    return diff
+
+
+# Analysis ----------------------------------------------------------------------------------------------
+
+
+def images_to_analyse(conn: psycopg.Connection, partition_key: str, model_version: str) -> list[dict]:
+    """Live images of the partition with no analysis of their current bytes by this model version."""
+    return conn.execute(
+        "SELECT i.image_id, i.s3_key, i.content_hash FROM product_images i "
+        "LEFT JOIN image_analysis a ON a.image_id = i.image_id AND a.model_version = %s "
+        " AND a.content_hash = i.content_hash "
+        "WHERE i.partition_key = %s AND i.status <> 'deleted' AND a.image_id IS NULL ORDER BY i.image_id",
+        (model_version, partition_key),
+    ).fetchall()
+
+
+def save_analyses(
+    conn: psycopg.Connection, results: Sequence[tuple[int, str, ImageAnalysis]], vocab_version: str
+) -> int:
+    """Upsert (image_id, content_hash, analysis) rows and mark those images analysed."""
+    if not results:
+        return 0
+    rows = []
+    for image_id, content_hash, a in results:
+        rows.append((
+            image_id, a.model_version, content_hash, a.category, a.category_confidence,
+            a.color_ids, [c.coverage for c in a.colors], a.pattern, a.has_print,
+            json.dumps(a.attributes), a.description,
+            np.asarray(a.image_embedding, dtype=np.float32) if a.image_embedding else None,
+            np.asarray(a.text_embedding, dtype=np.float32) if a.text_embedding else None,
+            vocab_version,
+        ))
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO image_analysis (image_id, model_version, content_hash, category, category_confidence,"
+            " colors, color_coverage, pattern, has_print, attributes, description, image_embedding,"
+            " text_embedding, vocab_version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (image_id, model_version) DO UPDATE SET content_hash = EXCLUDED.content_hash, "
+            "category = EXCLUDED.category, category_confidence = EXCLUDED.category_confidence, "
+            "colors = EXCLUDED.colors, color_coverage = EXCLUDED.color_coverage, pattern = EXCLUDED.pattern, "
+            "has_print = EXCLUDED.has_print, attributes = EXCLUDED.attributes, "
+            "description = EXCLUDED.description, image_embedding = EXCLUDED.image_embedding, "
+            "text_embedding = EXCLUDED.text_embedding, vocab_version = EXCLUDED.vocab_version, "
+            "analysed_at = now()",
+            rows,
+        )
+        # Only images whose bytes are still the analysed ones: a concurrent inventory may have moved on.
+        cur.executemany(
+            "UPDATE product_images SET status = 'analysed', error = NULL, attempts = attempts + 1, "
+            "updated_at = now() WHERE image_id = %s AND content_hash = %s AND status <> 'deleted'",
+            [(r[0], r[2]) for r in rows],
+        )
+    return len(rows)
+
+
+def mark_failed(conn: psycopg.Connection, failures: Sequence[tuple[int, str, str]]) -> int:
+    """Record (image_id, content_hash, reason) failures; the image stays replayable."""
+    if not failures:
+        return 0
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(
+            "UPDATE product_images SET status = 'failed', error = %s, attempts = attempts + 1, updated_at = now()"
+            " WHERE image_id = %s AND content_hash = %s AND status <> 'deleted'",
+            [(reason[:2000], image_id, h) for image_id, h, reason in failures],
+        )
+    return len(failures)
+
+
+def status_counts(conn: psycopg.Connection, partition_key: str | None = None) -> dict[str, int]:
+    sql = "SELECT status, count(*) AS n FROM product_images"
+    params: tuple = ()
+    if partition_key is not None:
+        sql += " WHERE partition_key = %s"
+        params = (partition_key,)
+    return {r["status"]: r["n"] for r in conn.execute(sql + " GROUP BY status", params)}
+
+
+_DOC_SQL = (
+    "SELECT i.image_id, i.s3_key, i.partition_key, i.product_id, p.name AS product_name, p.brand, "
+    "p.department, p.shop_category, a.category, a.category_confidence, a.colors, a.color_coverage, a.pattern, "
+    "a.has_print, a.attributes, a.description, a.image_embedding, a.text_embedding, a.model_version, "
+    "a.analysed_at FROM image_analysis a JOIN product_images i ON i.image_id = a.image_id "
+    "AND i.content_hash = a.content_hash JOIN products p ON p.product_id = i.product_id "
+    "WHERE a.model_version = %s AND i.status = 'analysed'"
+)
+
+
+def iter_index_rows(
+    conn: psycopg.Connection, model_version: str, partition_key: str | None = None,
+    product_id: str | None = None, batch: int = 1000,
+) -> Iterator[dict]:
+    """Stream the analysed images (with product data) that belong in the search index, server-side."""
+    sql, params = _DOC_SQL, [model_version]
+    if partition_key is not None:
+        sql += " AND i.partition_key = %s"
+        params.append(partition_key)
+    if product_id is not None:
+        sql += " AND i.product_id = %s"
+        params.append(product_id)
+    with conn.cursor(name="index_rows") as cur:
+        cur.itersize = batch
+        cur.execute(sql + " ORDER BY i.image_id", params)
+        yield from cur
+
+
+def image_ids_not_live(conn: psycopg.Connection, partition_key: str) -> list[int]:
+    """Images of the partition that must not be in the index (deleted or failed)."""
+    return [r["image_id"] for r in conn.execute(
+        "SELECT image_id FROM product_images WHERE partition_key = %s AND status IN ('deleted', 'failed')",
+        (partition_key,),
+    )]
+
+
+def count_index_rows(conn: psycopg.Connection, model_version: str) -> int:
+    return conn.execute(f"SELECT count(*) AS n FROM ({_DOC_SQL}) t", (model_version,)).fetchone()["n"]

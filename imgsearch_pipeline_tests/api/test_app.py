@@ -1,0 +1,83 @@
+"""The HTTP API over real servers: search, plan, thumbnails, product CRUD."""
+
+from __future__ import annotations
+
+import pytest
+from dagster import instance_for_test
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from imgsearch_pipeline.api.app import create_app
+from imgsearch_pipeline.search.parser import MAX_QUERY_CHARS
+from imgsearch_pipeline_tests.harness import Pipeline
+
+
+@pytest.fixture(scope="module")
+def api(new_settings):
+    with instance_for_test() as instance:
+        pipeline = Pipeline(new_settings(), instance, n_products=16, seed=11)
+        pipeline.run()
+        with TestClient(create_app(lambda: pipeline.res)) as client:
+            yield client, pipeline
+
+
+def test_search_returns_plan_hits_and_attributes(api):
+    client, _ = api
+    r = client.get("/search", params={"q": "green t shirt with no prints"})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["plan"]["has_print"] is False
+    assert {c["field"]: c["values"] for c in body["plan"]["filters"]}["category"] == ["t-shirt"]
+    for hit in body["hits"]:
+        assert hit["attributes"]["category"] == "t-shirt" and hit["attributes"]["has_print"] is False
+        assert set(hit["attributes"]["colors"]) & {"green", "lime", "olive"}
+        assert {"product_id", "image_id", "s3_key", "score"} <= set(hit)
+
+
+def test_parse_endpoint_and_limits(api):
+    client, _ = api
+    assert client.get("/parse", params={"q": "not black"}).json()["exclude"][0]["values"] == ["black"]
+    assert client.get("/search", params={"q": "x" * (MAX_QUERY_CHARS + 1)}).status_code == 422
+    assert client.get("/search", params={"q": "shirt", "size": 0}).status_code == 422
+
+
+def test_thumbnail(api):
+    client, _ = api
+    hit = client.get("/search", params={"q": "dress"}).json()["hits"][0]
+    r = client.get(f"/images/{hit['image_id']}", params={"w": 64})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    import io
+
+    assert max(Image.open(io.BytesIO(r.content)).size) == 64
+    assert client.get("/images/999999999").status_code == 404
+
+
+def test_search_page_is_served(api):
+    client, _ = api
+    r = client.get("/")
+    assert r.status_code == 200 and "<title>imgsearch</title>" in r.text
+
+
+def test_product_crud_and_delete_removes_from_index(api):
+    client, pipeline = api
+    created = client.post("/products", json={"product_id": "new-1", "name": "Plain tee", "brand": "Acme"})
+    assert created.status_code == 201 and created.json()["name"] == "Plain tee"
+    assert client.post("/products", json={"product_id": "new-1"}).status_code == 409
+    assert client.post("/products", json={"product_id": ""}).status_code == 422
+
+    target = pipeline.products[0]
+    updated = client.put(f"/products/{target.product_id}",
+                         json={"product_id": target.product_id, "name": "Renamed thing", "brand": "Zeta"})
+    assert updated.status_code == 200 and updated.json()["name"] == "Renamed thing"
+    image_ids = [i["image_id"] for i in updated.json()["images"]]
+    os_client, alias = pipeline.res["opensearch"].client(), pipeline.res["opensearch"].alias
+    assert os_client.get(index=alias, id=str(image_ids[0]))["_source"]["product_name"] == "Renamed thing"
+
+    before = pipeline.doc_count()
+    assert client.delete(f"/products/{target.product_id}").status_code == 204
+    assert client.get(f"/products/{target.product_id}").status_code == 404
+    assert pipeline.doc_count() == before - len(image_ids)
+    assert all(not os_client.exists(index=alias, id=str(i)) for i in image_ids)
+    hits = client.get("/search", params={"q": target.category, "size": 100}).json()["hits"]
+    assert target.product_id not in {h["product_id"] for h in hits}
+    assert client.delete(f"/products/{target.product_id}").status_code == 404

@@ -1,0 +1,64 @@
+"""The S3 sensor on a real (moto) S3 server, evaluated with Dagster's own sensor test API."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from dagster import DagsterInstance, SensorResult, build_sensor_context
+
+from imgsearch_pipeline.definitions import build_definitions
+from imgsearch_pipeline.sensors.new_images import ListingCursor, new_images_sensor, plan_ticks
+from imgsearch_pipeline.storage.s3 import S3Object, ensure_bucket
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _obj(key: str, seconds: int) -> S3Object:
+    return S3Object(key=key, etag=key, size=1, last_modified=T0 + timedelta(seconds=seconds))
+
+
+def test_cursor_sees_same_timestamp_objects_exactly_once(settings):
+    images = build_definitions(settings).resources["images"]
+    a, b = _obj("catalog/men/shirt/p1/1.jpg", 10), _obj("catalog/men/shirt/p1/2.jpg", 10)
+    parts, cursor = plan_ticks([a], ListingCursor(), images)
+    assert list(parts) == ["catalog/men/shirt/"]
+    # b arrives with the same LastModified after the first tick: still new, a is not repeated.
+    parts, cursor = plan_ticks([a, b], cursor, images)
+    assert [o.key for o in parts["catalog/men/shirt/"]] == [b.key]
+    parts, cursor2 = plan_ticks([a, b], cursor, images)
+    assert parts == {} and cursor2 == cursor
+    # A re-written key has a newer LastModified: seen again.
+    a2 = _obj(a.key, 20)
+    parts, _ = plan_ticks([a2, b], cursor, images)
+    assert [o.key for o in parts["catalog/men/shirt/"]] == [a.key]
+
+
+def test_keys_outside_the_catalogue_are_ignored(settings):
+    images = build_definitions(settings).resources["images"]
+    parts, _ = plan_ticks([_obj("feeds/x.jpg", 1), _obj("catalog/short.jpg", 1)], ListingCursor(), images)
+    assert parts == {}
+
+
+def test_sensor_adds_partitions_and_requests_runs(settings):
+    defs = build_definitions(settings)
+    images = defs.resources["images"]
+    client = images.client()
+    ensure_bucket(client, settings.s3_bucket)
+    for key in ["catalog/women/dress/d1/1.jpg", "catalog/women/dress/d1/2.jpg", "catalog/men/t-shirt/t1/1.jpg"]:
+        client.put_object(Bucket=settings.s3_bucket, Key=key, Body=b"x")
+    instance = DagsterInstance.ephemeral()
+    ctx = build_sensor_context(instance=instance, resources={"images": images})
+    result = new_images_sensor(ctx)
+    assert isinstance(result, SensorResult)
+    assert sorted(r.partition_key for r in result.run_requests) == ["catalog/men/t-shirt/", "catalog/women/dress/"]
+    added = result.dynamic_partitions_requests[0]
+    assert sorted(added.partition_keys) == ["catalog/men/t-shirt/", "catalog/women/dress/"]
+    # Next tick with the new cursor: nothing new, so no runs.
+    instance.add_dynamic_partitions("image_prefixes", list(added.partition_keys))
+    ctx2 = build_sensor_context(instance=instance, resources={"images": images}, cursor=result.cursor)
+    assert not isinstance(new_images_sensor(ctx2), SensorResult)
+    client.put_object(Bucket=settings.s3_bucket, Key="catalog/women/dress/d2/1.jpg", Body=b"y")
+    ctx3 = build_sensor_context(instance=instance, resources={"images": images}, cursor=result.cursor)
+    result3 = new_images_sensor(ctx3)
+    assert [r.partition_key for r in result3.run_requests] == ["catalog/women/dress/"]
+    assert result3.dynamic_partitions_requests == []
