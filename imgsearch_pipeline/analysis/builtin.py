@@ -25,7 +25,7 @@ from imgsearch_pipeline.vocab import Vocabulary, get_vocabulary
 
 # Bump when the provider's logic changes in a way that changes its output: it is part of model_version.
 LOGIC_VERSION = "1"
-MIN_CATEGORY_SCORE = 0.15
+MIN_CATEGORY_SCORE = 0.2
 MIN_PATTERN_CONFIDENCE = 0.35
 PIXEL_SIDE = 256  # colour and texture work on a downscaled copy: faster, and JPEG noise averages out
 

@@ -64,8 +64,9 @@ def mapping(image_dim: int, text_dim: int) -> dict:
                 "pattern": {"type": "keyword"},
                 "has_print": {"type": "boolean"},
                 "attributes": {"type": "object", "dynamic": True},
-                "description": {"type": "text"},
-                "product_name": {"type": "text"},
+                # English stemming (floral/flowers, striped/stripes) from the analysis-common module.
+                "description": {"type": "text", "analyzer": "english"},
+                "product_name": {"type": "text", "analyzer": "english"},
                 "brand": {"type": "keyword", "fields": {"text": {"type": "text"}}},
                 "department": {"type": "keyword"},
                 "shop_category": {"type": "keyword"},

@@ -47,18 +47,18 @@ def test_sensor_adds_partitions_and_requests_runs(settings):
     for key in ["catalog/women/dress/d1/1.jpg", "catalog/women/dress/d1/2.jpg", "catalog/men/t-shirt/t1/1.jpg"]:
         client.put_object(Bucket=settings.s3_bucket, Key=key, Body=b"x")
     instance = DagsterInstance.ephemeral()
-    ctx = build_sensor_context(instance=instance, resources={"images": images})
-    result = new_images_sensor(ctx)
+    with build_sensor_context(instance=instance, resources={"images": images}) as ctx:
+        result = new_images_sensor(ctx)
     assert isinstance(result, SensorResult)
     assert sorted(r.partition_key for r in result.run_requests) == ["catalog/men/t-shirt/", "catalog/women/dress/"]
     added = result.dynamic_partitions_requests[0]
     assert sorted(added.partition_keys) == ["catalog/men/t-shirt/", "catalog/women/dress/"]
     # Next tick with the new cursor: nothing new, so no runs.
     instance.add_dynamic_partitions("image_prefixes", list(added.partition_keys))
-    ctx2 = build_sensor_context(instance=instance, resources={"images": images}, cursor=result.cursor)
-    assert not isinstance(new_images_sensor(ctx2), SensorResult)
+    with build_sensor_context(instance=instance, resources={"images": images}, cursor=result.cursor) as ctx2:
+        assert not isinstance(new_images_sensor(ctx2), SensorResult)
     client.put_object(Bucket=settings.s3_bucket, Key="catalog/women/dress/d2/1.jpg", Body=b"y")
-    ctx3 = build_sensor_context(instance=instance, resources={"images": images}, cursor=result.cursor)
-    result3 = new_images_sensor(ctx3)
+    with build_sensor_context(instance=instance, resources={"images": images}, cursor=result.cursor) as ctx3:
+        result3 = new_images_sensor(ctx3)
     assert [r.partition_key for r in result3.run_requests] == ["catalog/women/dress/"]
     assert result3.dynamic_partitions_requests == []
