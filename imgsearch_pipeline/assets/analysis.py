@@ -95,6 +95,8 @@ def image_analysis(
     bad = image_attributes[image_attributes["status"] == "failed"] if len(image_attributes) else image_attributes
     vectors = image_embeddings.set_index("image_id") if len(image_embeddings) else image_embeddings
     rows = []
+    # pandas turns missing values into NaN on the way through the IO manager; the model wants None.
+    ok = ok.astype(object).where(ok.notna(), None)
     for rec in ok.to_dict("records"):
         vec = vectors.loc[rec["image_id"]]
         rows.append((int(rec["image_id"]), rec["content_hash"], ImageAnalysis(

@@ -137,7 +137,7 @@ def to_document(row: dict) -> dict:
     }
     for field, col in (("image_vector", "image_embedding"), ("text_vector", "text_embedding")):
         if row[col] is not None:
-            doc[field] = [float(x) for x in row[col]]
+            doc[field] = row[col].to_list()  # pgvector.Vector
     return doc
 
 
