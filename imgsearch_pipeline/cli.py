@@ -83,6 +83,10 @@ def _instance_env() -> dict[str, str]:
     return dagster_env(config.state_dir(), settings.require("postgres_dsn"))
 
 
+# Runs are recorded in the instance (and visible in the UI); the terminal shows one line per partition.
+_QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
 def ingest(partitions: list[str] | None, log=print) -> list[str]:
     """Register the catalogue's prefixes as partitions and materialize them (all, or those given)."""
     from dagster import DagsterInstance
@@ -102,7 +106,8 @@ def ingest(partitions: list[str] | None, log=print) -> list[str]:
     job = defs.resolve_job_def("ingest_partition")
     for part in partitions:
         started = time.perf_counter()
-        result = job.execute_in_process(partition_key=part, instance=instance, raise_on_error=True)
+        result = job.execute_in_process(partition_key=part, instance=instance, raise_on_error=True,
+                                        run_config=_QUIET)
         log(f"  {part:40s} {'ok' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f}s")
     return partitions
 
