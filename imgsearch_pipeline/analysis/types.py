@@ -44,24 +44,14 @@ class ImageAnalysis(BaseModel):
     text_embedding: list[float] = Field(default_factory=list, description="text space: residual query text")
     model_version: str
 
-    @field_validator("category")
+    @field_validator("category", "pattern")
     @classmethod
-    def _category(cls, v: str | None) -> str | None:
+    def _in_vocabulary(cls, v: str | None, info) -> str | None:
         if v is None:
             return None
-        resolved = get_vocabulary().resolve("category", v)
+        resolved = get_vocabulary().resolve(info.field_name, v)
         if resolved is None:
-            raise ValueError(f"category {v!r} is not in the vocabulary")
-        return resolved
-
-    @field_validator("pattern")
-    @classmethod
-    def _pattern(cls, v: str | None) -> str | None:
-        if v is None:
-            return None
-        resolved = get_vocabulary().resolve("pattern", v)
-        if resolved is None:
-            raise ValueError(f"pattern {v!r} is not in the vocabulary")
+            raise ValueError(f"{info.field_name} {v!r} is not in the vocabulary")
         return resolved
 
     @field_validator("attributes")
