@@ -181,6 +181,8 @@ def serve_all(ui_port: int, api_port: int) -> int:
 
 
 def cmd_serve(args) -> int:
+    if args.ui:
+        return serve_all(args.ui_port, args.port)
     import uvicorn
 
     uvicorn.run("imgsearch_pipeline.api.app:app", host=args.host, port=args.port)
@@ -221,9 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("serve", help="serve the search API and page")
+    p = sub.add_parser("serve", help="serve the search API and page (with --ui: and the Dagster UI + daemon)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--ui", action="store_true", help="also run `dagster dev` (UI, daemon, sensors)")
+    p.add_argument("--ui-port", type=int, default=3000)
     p.set_defaults(func=cmd_serve)
 
     args = parser.parse_args(argv)
