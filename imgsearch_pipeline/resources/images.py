@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dagster import ConfigurableResource
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
@@ -15,7 +17,10 @@ class ImageStoreResource(ConfigurableResource):
     bucket: str
     root_prefix: str = Field(default="catalog/", description="only keys under this prefix are catalogue images")
     partition_depth: int = Field(default=3, ge=1, description="path segments that form a partition prefix")
-    feed_key: str | None = Field(default="feeds/catalog.jsonl", description="catalogue feed object, if any")
+    feed_key: str | None = Field(
+        default="feeds/catalog.jsonl",
+        description="catalogue feed (.jsonl or .csv): a key in the bucket, or a local file as file:///path",
+    )
     key_pattern: str = Field(default=DEFAULT_KEY_PATTERN, description="regex naming product_id when no feed does")
 
     def client(self):
@@ -28,6 +33,11 @@ class ImageStoreResource(ConfigurableResource):
         """The feed's products and image ownership; an empty catalogue when no feed exists."""
         if not self.feed_key:
             return Catalog()
+        if self.feed_key.startswith("file://"):
+            path = Path(self.feed_key.removeprefix("file://"))
+            if not path.exists():
+                raise FileNotFoundError(f"catalogue feed {path} does not exist")
+            return parse_feed(path.read_bytes(), path.name)
         client = self.client()
         try:
             data = get_bytes(client, self.bucket, self.feed_key)
