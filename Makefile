@@ -21,6 +21,7 @@ demo: install
 	$(BIN)/imgsearch demo
 
 test: install
+	$(BIN)/ruff check imgsearch_pipeline imgsearch_pipeline_tests
 	$(BIN)/python -m pytest -q
 
 lint: install
