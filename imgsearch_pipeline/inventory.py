@@ -18,7 +18,6 @@ class InventoryResult:
     diff: pg.InventoryDiff
     listed: int
     unattributed: list[str] = field(default_factory=list)
-    new_products: int = 0
 
 
 def take_inventory(
@@ -61,11 +60,11 @@ def take_inventory(
     from_feed = [catalog.products[p] for p in needed if p in catalog.products]
     bare = [pg.Product(product_id=p, source="key_pattern") for p in needed if p not in catalog.products]
     pg.upsert_products(conn, from_feed)
-    new_products = pg.upsert_products(conn, bare, overwrite=False)
+    pg.upsert_products(conn, bare, overwrite=False)
     conn.commit()
     listed = [
         pg.ListedObject(o.key, owners[o.key], o.etag, o.size, o.last_modified, h)
         for o, h in zip(attributed, hashes, strict=True)
     ]
     diff = pg.sync_inventory(conn, partition_key, listed)
-    return InventoryResult(diff=diff, listed=len(objects), unattributed=unattributed, new_products=new_products)
+    return InventoryResult(diff=diff, listed=len(objects), unattributed=unattributed)

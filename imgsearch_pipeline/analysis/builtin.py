@@ -109,7 +109,8 @@ class BuiltinProvider(AnalysisProvider):
                                                text_embedding=text_vec.tolist(), model_version=self.model_version)
                 except ValueError as e:  # a vocabulary violation is this provider's bug: record, don't crash
                     results[i] = AnalysisFailure(f"invalid analysis: {e}")
-        return [r for r in results if r is not None]
+        assert all(r is not None for r in results), "every input gets an analysis or a failure"
+        return results  # type: ignore[return-value]
 
     def _attributes(self, img, category_scores: np.ndarray) -> tuple[dict, str]:
         small = img.copy()
