@@ -6,8 +6,10 @@ import io
 from collections.abc import Callable
 from importlib import resources
 
+import psycopg
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from PIL import Image
 
 from imgsearch_pipeline.analysis.images import BadImage, decode_image
@@ -34,7 +36,18 @@ def create_app(resources_factory: Callable[[], dict] = _default_resources) -> Fa
     app.state.resources_factory = resources_factory
     app.state.resources = None
     app.include_router(router)
+    app.add_exception_handler(OpenSearchConnectionError, _unavailable("the search index (OpenSearch)"))
+    app.add_exception_handler(psycopg.OperationalError, _unavailable("the database (PostgreSQL)"))
     return app
+
+
+def _unavailable(what: str):
+    """A 503 that names the missing service and nothing else (no hosts, no credentials)."""
+    async def handler(_request: Request, _exc: Exception) -> JSONResponse:
+        return JSONResponse(status_code=503, content={"detail": f"{what} is unreachable; try again shortly"},
+                            headers={"Retry-After": "5"})
+
+    return handler
 
 
 def _res(request: Request) -> dict:

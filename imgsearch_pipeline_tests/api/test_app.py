@@ -81,3 +81,19 @@ def test_product_crud_and_delete_removes_from_index(api):
     hits = client.get("/search", params={"q": target.category, "size": 100}).json()["hits"]
     assert target.product_id not in {h["product_id"] for h in hits}
     assert client.delete(f"/products/{target.product_id}").status_code == 404
+
+
+def test_unreachable_servers_give_a_clear_503(new_settings):
+    from imgsearch_pipeline.definitions import build_resources
+    from imgsearch_pipeline.stack.process import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    settings = new_settings().model_copy(update={"opensearch_url": dead})
+    with TestClient(create_app(lambda: build_resources(settings))) as client:
+        r = client.get("/search", params={"q": "red dress"})
+        assert r.status_code == 503 and "OpenSearch" in r.json()["detail"]
+        assert "127.0.0.1" not in r.text
+    settings = new_settings().model_copy(update={"postgres_dsn": f"postgresql://postgres@127.0.0.1:{free_port()}/x"})
+    with TestClient(create_app(lambda: build_resources(settings))) as client:
+        r = client.get("/products/anything")
+        assert r.status_code == 503 and "PostgreSQL" in r.json()["detail"]
