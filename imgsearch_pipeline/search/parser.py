@@ -36,7 +36,7 @@ How the sentence is read:
   a visual detail ranking should see. A category or department inside such a phrase ("jeans with a belt") is a
   detail only, not a filter. Negated terms never reach the residual.
 * Contradictions ("red and not red", "printed with no prints", "floral, no prints") keep both sides and add a
-  warning containing "contradiction" (the search service returns nothing for such a plan). `has_print` holds
+  warning containing "contradiction" (the plan itself then matches nothing). `has_print` holds
   one answer, so for "printed ... no prints" it is False and "printed" becomes a pattern clause over the
   printed patterns: the plan itself then matches nothing. A union of one field's values is never a
   contradiction ("plain patterned shirt" = any pattern), by the rule above.

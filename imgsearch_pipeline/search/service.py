@@ -44,8 +44,6 @@ class SearchService:
     def search(self, query: str, size: int = 20) -> SearchResponse:
         plan = self.parse(query)
         size = max(1, min(size, MAX_RESULTS))
-        if plan.warnings and any("contradict" in w for w in plan.warnings):
-            return SearchResponse(plan=plan, hits=[], total_products=0)
         text = semantic_text(plan, self.vocab)
         vector = self.provider.embed_text([text])[0] if text else None
         return hybrid_search(self.client, self.index, plan, text, vector, size=size)

@@ -112,6 +112,13 @@ def test_one_hit_per_product(pipeline):
     assert len(products) == len(set(products))
 
 
+@pytest.mark.parametrize("query", ["red and not red", "printed t-shirt with no prints", "maroon dress, not red"])
+def test_contradictory_queries_return_nothing_and_say_why(pipeline, query):
+    response = pipeline.res["search"].search(query)
+    assert response.hits == [] and response.total_products == 0
+    assert any("contradiction" in w for w in response.plan.warnings)
+
+
 def test_deleted_object_leaves_postgres_and_index(pipeline):
     victim = pipeline.products[1].images[-1]
     pipeline.res["images"].client().delete_object(Bucket=pipeline.settings.s3_bucket, Key=victim.key)
