@@ -6,12 +6,20 @@ failures included (status "failed" with the reason), so nothing is ever silently
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 
 from imgsearch_pipeline.analysis.provider import AnalysisFailure, AnalysisProvider
+from imgsearch_pipeline.analysis.retry import (
+    RetriesExhausted,
+    RetryPolicy,
+    TransientProviderError,
+    call_with_retry,
+    is_transient,
+)
 from imgsearch_pipeline.analysis.types import ImageAnalysis
 
 ATTRIBUTE_COLUMNS = ["image_id", "content_hash", "s3_key", "status", "error", "category", "category_confidence",
@@ -38,19 +46,51 @@ def _read_batches(todo: Sequence[dict], read: Callable[[str], bytes], batch_size
             yield list(zip(chunk, current, strict=True))
 
 
+def analyse_with_retry(provider: AnalysisProvider, images: Sequence[bytes], policy: RetryPolicy,
+                       sleep: Callable[[float], None] = time.sleep) -> list[ImageAnalysis | AnalysisFailure]:
+    """One result per image. A transient error of the whole batch retries the batch; a retryable failure of
+    one image retries that image alone; both back off per `policy` and end as a failure with the reason."""
+    try:
+        results, _ = call_with_retry(lambda: provider.analyse(images), is_transient, policy, sleep)
+    except RetriesExhausted as e:
+        return [AnalysisFailure(f"provider unavailable: {e}", retryable=True)] * len(images)
+    except Exception as e:  # noqa: BLE001 - a provider crash fails this batch's images, with the reason
+        return [AnalysisFailure(f"provider error: {type(e).__name__}: {e}", retryable=True)] * len(images)
+    results = list(results)
+    for i, result in enumerate(results):
+        if isinstance(result, AnalysisFailure) and result.retryable:
+            results[i] = _retry_one(provider, images[i], policy, sleep)
+    return results
+
+
+def _retry_one(provider: AnalysisProvider, image: bytes, policy: RetryPolicy,
+               sleep: Callable[[float], None]) -> ImageAnalysis | AnalysisFailure:
+    def attempt() -> ImageAnalysis | AnalysisFailure:
+        out = provider.analyse([image])[0]
+        if isinstance(out, AnalysisFailure) and out.retryable:
+            raise TransientProviderError(out.reason)
+        return out
+
+    try:
+        return call_with_retry(attempt, is_transient, policy, sleep)[0]
+    except RetriesExhausted as e:
+        return AnalysisFailure(str(e), retryable=True)
+    except Exception as e:  # noqa: BLE001
+        return AnalysisFailure(f"provider error: {type(e).__name__}: {e}", retryable=True)
+
+
 def analyse_images(todo: Sequence[dict], read: Callable[[str], bytes], provider: AnalysisProvider,
-                   batch_size: int = 32, read_workers: int = 8) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   batch_size: int = 32, read_workers: int = 8, retry: RetryPolicy | None = None,
+                   sleep: Callable[[float], None] = time.sleep) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Analyse rows with image_id, s3_key, content_hash; one output row per input row."""
+    retry = retry or RetryPolicy()
     attrs: list[dict] = []
     vecs: list[dict] = []
     for batch in _read_batches(todo, read, batch_size, read_workers):
         readable = [(row, data) for row, data in batch if isinstance(data, bytes)]
         for row, err in ((r, d) for r, d in batch if not isinstance(d, bytes)):
             attrs.append(_failed(row, f"could not read from S3: {type(err).__name__}: {err}", provider))
-        try:
-            results = provider.analyse([data for _, data in readable]) if readable else []
-        except Exception as e:  # noqa: BLE001 - a provider crash fails this batch's images, with the reason
-            results = [AnalysisFailure(f"provider error: {type(e).__name__}: {e}", retryable=True)] * len(readable)
+        results = analyse_with_retry(provider, [data for _, data in readable], retry, sleep) if readable else []
         for (row, _), result in zip(readable, results, strict=True):
             if isinstance(result, ImageAnalysis):
                 attrs.append(_analysed(row, result))

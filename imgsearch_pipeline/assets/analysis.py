@@ -52,7 +52,8 @@ def image_attributes_and_embeddings(
         todo = pg.images_to_analyse(conn, context.partition_key, provider.model_version)
     context.log.info(f"{len(todo)} images to analyse with {provider.model_version}")
     started = time.perf_counter()
-    attributes, embeddings = analyse_images(todo, images.read, provider, batch_size=analysis.batch_size)
+    attributes, embeddings = analyse_images(todo, images.read, provider, batch_size=analysis.batch_size,
+                                            retry=analysis.retry_policy())
     elapsed = time.perf_counter() - started
     failed = int((attributes["status"] == "failed").sum()) if len(attributes) else 0
     meta = {

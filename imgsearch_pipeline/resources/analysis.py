@@ -8,6 +8,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from imgsearch_pipeline.analysis.provider import AnalysisProvider, get_provider
+from imgsearch_pipeline.analysis.retry import RetryPolicy
 
 
 @cache
@@ -19,6 +20,13 @@ def _provider(name: str, batch_size: int) -> AnalysisProvider:
 class AnalysisProviderResource(ConfigurableResource):
     provider: str = Field(default="builtin", description="builtin")
     batch_size: int = Field(default=32, ge=1, le=512)
+    max_attempts: int = Field(default=6, ge=1, le=50, description="tries per call on transient errors")
+    base_delay_s: float = Field(default=1.0, ge=0.0, description="first backoff; doubles per attempt")
+    max_delay_s: float = Field(default=60.0, ge=0.0, description="longest wait between two attempts")
 
     def get(self) -> AnalysisProvider:
         return _provider(self.provider, self.batch_size)
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(max_attempts=self.max_attempts, base_delay_s=self.base_delay_s,
+                           max_delay_s=self.max_delay_s)

@@ -1,0 +1,109 @@
+"""Batch analysis: every image ends analysed or failed with a reason; transient errors back off and retry."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from imgsearch_pipeline.analysis.batch import analyse_images
+from imgsearch_pipeline.analysis.provider import AnalysisFailure, AnalysisProvider
+from imgsearch_pipeline.analysis.retry import RetryPolicy, TransientProviderError
+from imgsearch_pipeline.analysis.types import ImageAnalysis
+
+
+class ScriptedProvider(AnalysisProvider):
+    """Stands in for a model service: follows a script of outcomes per call, then answers normally.
+
+    Each script entry is "throttle" (the whole call fails transiently), or a dict image -> "retryable" /
+    "permanent" for per-image failures in that call.
+    """
+
+    name = "scripted"
+
+    def __init__(self, script: list) -> None:
+        self.script, self.calls = list(script), []
+
+    model_version = "scripted-1"
+    image_dim = 2
+    text_dim = 2
+
+    def analyse(self, images: Sequence[bytes]) -> list[ImageAnalysis | AnalysisFailure]:
+        self.calls.append(list(images))
+        step = self.script.pop(0) if self.script else {}
+        if step == "throttle":
+            raise TransientProviderError("ThrottlingException: rate exceeded")
+        out: list[ImageAnalysis | AnalysisFailure] = []
+        for data in images:
+            fate = step.get(data)
+            if fate == "retryable":
+                out.append(AnalysisFailure("503 from model endpoint", retryable=True))
+            elif fate == "permanent":
+                out.append(AnalysisFailure("not an image (unrecognised format)"))
+            else:
+                out.append(ImageAnalysis(category="tee", colors=[{"color": "green", "coverage": 1.0}],
+                                         description=data.decode(), image_embedding=[1.0, 0.0],
+                                         text_embedding=[0.0, 1.0], model_version=self.model_version))
+        return out
+
+    def embed_text(self, texts):
+        return np.zeros((len(texts), 2), dtype=np.float32)
+
+    def embed_image(self, data):
+        return np.zeros(2, dtype=np.float32)
+
+
+TODO = [{"image_id": i, "s3_key": f"k{i}", "content_hash": f"h{i}"} for i in range(1, 5)]
+POLICY = RetryPolicy(max_attempts=4, base_delay_s=0.5, max_delay_s=2.0)
+
+
+def _read(key: str) -> bytes:
+    return key.encode()
+
+
+def _run(provider, read=_read):
+    sleeps: list[float] = []
+    attrs, vecs = analyse_images(TODO, read, provider, batch_size=2, retry=POLICY, sleep=sleeps.append)
+    return attrs.set_index("image_id"), vecs, sleeps
+
+
+def test_throttled_batches_back_off_then_succeed():
+    provider = ScriptedProvider(["throttle", "throttle", "throttle"])
+    attrs, vecs, sleeps = _run(provider)
+    assert list(attrs["status"]) == ["analysed"] * 4 and len(vecs) == 4
+    assert len(sleeps) == 3 and all(0 <= s <= 2.0 for s in sleeps)
+    assert len(provider.calls) == 3 + 2  # three refused calls, then both batches
+
+
+def test_one_image_retried_alone_others_untouched():
+    provider = ScriptedProvider([{b"k2": "retryable"}, {b"k2": "retryable"}])
+    attrs, _, sleeps = _run(provider)
+    assert list(attrs["status"]) == ["analysed"] * 4
+    assert [b"k2"] in provider.calls and len(sleeps) == 1
+
+
+def test_permanent_failures_are_recorded_not_retried():
+    provider = ScriptedProvider([{b"k1": "permanent"}])
+    attrs, vecs, sleeps = _run(provider)
+    assert attrs.loc[1, "status"] == "failed" and "not an image" in attrs.loc[1, "error"]
+    assert (attrs.drop(index=1)["status"] == "analysed").all() and len(vecs) == 3
+    assert sleeps == []
+
+
+def test_a_provider_down_for_good_fails_its_images_with_the_reason():
+    provider = ScriptedProvider(["throttle"] * 100)
+    attrs, vecs, sleeps = _run(provider)
+    assert (attrs["status"] == "failed").all() and vecs.empty
+    assert attrs["error"].str.contains("gave up after 4 attempts").all()
+    assert len(sleeps) == 2 * 3  # per batch: attempts - 1 waits, never an unbounded storm
+
+
+def test_unreadable_objects_fail_alone():
+    def read(key: str) -> bytes:
+        if key == "k3":
+            raise OSError("NoSuchKey: the object vanished")
+        return key.encode()
+
+    attrs, _, _ = _run(ScriptedProvider([]), read)
+    assert attrs.loc[3, "status"] == "failed" and "could not read from S3" in attrs.loc[3, "error"]
+    assert (attrs.drop(index=3)["status"] == "analysed").all()
