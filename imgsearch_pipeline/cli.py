@@ -117,6 +117,31 @@ def cmd_ingest(args) -> int:
     return 0
 
 
+def cmd_failures(args) -> int:
+    from imgsearch_pipeline.storage import postgres as pg
+
+    postgres = _defs().resources["postgres"]
+    if args.action == "list":
+        with postgres.connect() as conn:
+            rows = pg.list_failures(conn, args.partition)
+        if args.json:
+            _print_json(rows)
+        else:
+            print(f"{len(rows)} failed images")
+            for r in rows:
+                kind = "retryable" if r["retryable"] else "permanent"
+                print(f"  {r['image_id']:>8} {kind:9s} x{r['attempts']:<3} {r['s3_key']}: {r['error']}")
+        return 0
+    with postgres.connect() as conn:
+        partitions = pg.release_failures(conn, args.partition)
+    if not partitions:
+        print("nothing to replay")
+        return 0
+    print(f"replaying failures in {len(partitions)} partitions")
+    ingest(partitions)
+    return 0
+
+
 def cmd_rebuild(args) -> int:
     from dagster import DagsterInstance
 
@@ -208,6 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("ingest", help="materialize partitions (default: every prefix in the bucket)")
     p.add_argument("--partition", action="append", help="an S3 prefix partition; repeatable")
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("failures", help="list images that could not be analysed, or replay them")
+    p.add_argument("action", choices=["list", "replay"])
+    p.add_argument("--partition", help="only this S3 prefix partition")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_failures)
 
     p = sub.add_parser("rebuild-index", help="rebuild the OpenSearch index from Postgres (no model call)")
     p.set_defaults(func=cmd_rebuild)

@@ -12,7 +12,7 @@ from dagster_aws.s3 import S3Resource
 from imgsearch_pipeline import assets
 from imgsearch_pipeline.assets import analysis, inventory, search_index
 from imgsearch_pipeline.config import Settings, load_settings
-from imgsearch_pipeline.jobs import ingest_job, rebuild_index_job
+from imgsearch_pipeline.jobs import ingest_job, rebuild_index_job, replay_failures_job
 from imgsearch_pipeline.resources import (
     AnalysisProviderResource,
     ImageStoreResource,
@@ -53,7 +53,7 @@ def build_resources(settings: Settings) -> dict:
 def build_definitions(settings: Settings) -> Definitions:
     return Definitions(
         assets=load_assets_from_modules([assets, inventory, analysis, search_index]),
-        jobs=[ingest_job, rebuild_index_job],
+        jobs=[ingest_job, rebuild_index_job, replay_failures_job],
         sensors=[new_images_sensor],
         resources=build_resources(settings),
     )

@@ -13,6 +13,13 @@ ingest_job = define_asset_job(
     description="Inventory, analyse and index one S3 prefix.",
 )
 
+replay_failures_job = define_asset_job(
+    "replay_failures",
+    selection=AssetSelection.groups("analysis", "search"),
+    config={"ops": {"image_attributes_and_embeddings": {"config": {"replay_failed": True}}}},
+    description="Retry a partition's images that failed permanently (after a fix), then re-index it.",
+)
+
 
 @op(description="Fill a new index generation from Postgres (no model call) and swap the alias onto it.")
 def rebuild_search_index(

@@ -22,7 +22,8 @@ from imgsearch_pipeline.analysis.retry import (
 )
 from imgsearch_pipeline.analysis.types import ImageAnalysis
 
-ATTRIBUTE_COLUMNS = ["image_id", "content_hash", "s3_key", "status", "error", "category", "category_confidence",
+ATTRIBUTE_COLUMNS = ["image_id", "content_hash", "s3_key", "status", "error", "retryable", "category",
+                     "category_confidence",
                      "colors", "color_coverage", "pattern", "has_print", "attributes", "description", "model_version"]
 EMBEDDING_COLUMNS = ["image_id", "image_embedding", "text_embedding"]
 
@@ -89,7 +90,8 @@ def analyse_images(todo: Sequence[dict], read: Callable[[str], bytes], provider:
     for batch in _read_batches(todo, read, batch_size, read_workers):
         readable = [(row, data) for row, data in batch if isinstance(data, bytes)]
         for row, err in ((r, d) for r, d in batch if not isinstance(d, bytes)):
-            attrs.append(_failed(row, f"could not read from S3: {type(err).__name__}: {err}", provider))
+            attrs.append(_failed(row, AnalysisFailure(f"could not read from S3: {type(err).__name__}: {err}",
+                                                      retryable=True), provider))
         results = analyse_with_retry(provider, [data for _, data in readable], retry, sleep) if readable else []
         for (row, _), result in zip(readable, results, strict=True):
             if isinstance(result, ImageAnalysis):
@@ -97,24 +99,26 @@ def analyse_images(todo: Sequence[dict], read: Callable[[str], bytes], provider:
                 vecs.append({"image_id": row["image_id"], "image_embedding": result.image_embedding,
                              "text_embedding": result.text_embedding})
             else:
-                attrs.append(_failed(row, result.reason, provider))
+                attrs.append(_failed(row, result, provider))
     return pd.DataFrame(attrs, columns=ATTRIBUTE_COLUMNS), pd.DataFrame(vecs, columns=EMBEDDING_COLUMNS)
 
 
 def _analysed(row: dict, a: ImageAnalysis) -> dict:
     return {
         "image_id": row["image_id"], "content_hash": row["content_hash"], "s3_key": row["s3_key"],
-        "status": "analysed", "error": None, "category": a.category, "category_confidence": a.category_confidence,
+        "status": "analysed", "error": None, "retryable": None, "category": a.category,
+        "category_confidence": a.category_confidence,
         "colors": a.color_ids, "color_coverage": [c.coverage for c in a.colors], "pattern": a.pattern,
         "has_print": a.has_print, "attributes": a.attributes, "description": a.description,
         "model_version": a.model_version,
     }
 
 
-def _failed(row: dict, reason: str, provider: AnalysisProvider) -> dict:
+def _failed(row: dict, failure: AnalysisFailure, provider: AnalysisProvider) -> dict:
     return {
         "image_id": row["image_id"], "content_hash": row["content_hash"], "s3_key": row["s3_key"],
-        "status": "failed", "error": reason, "category": None, "category_confidence": None, "colors": [],
+        "status": "failed", "error": failure.reason, "retryable": failure.retryable, "category": None,
+        "category_confidence": None, "colors": [],
         "color_coverage": [], "pattern": None, "has_print": None, "attributes": {}, "description": "",
         "model_version": provider.model_version,
     }

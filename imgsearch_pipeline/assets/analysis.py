@@ -13,6 +13,7 @@ from dagster import (
     AssetIn,
     AssetKey,
     AssetOut,
+    Config,
     MaterializeResult,
     MetadataValue,
     Output,
@@ -31,6 +32,11 @@ from imgsearch_pipeline.storage import postgres as pg
 from imgsearch_pipeline.vocab import get_vocabulary
 
 
+class AnalysisRunConfig(Config):
+    replay_failed: bool = False
+    """Also retry images whose current bytes failed permanently (the replay of the dead-letter records)."""
+
+
 @multi_asset(
     outs={
         "image_attributes": AssetOut(kinds={"python", "pandas"}, group_name="analysis",
@@ -43,12 +49,16 @@ from imgsearch_pipeline.vocab import get_vocabulary
 )
 def image_attributes_and_embeddings(
     context: AssetExecutionContext,
+    config: AnalysisRunConfig,
     postgres: PostgresResource,
     images: ImageStoreResource,
     analysis: AnalysisProviderResource,
 ):
     provider = analysis.get()
     with postgres.connect() as conn:
+        if config.replay_failed:
+            released = pg.release_failures(conn, context.partition_key)
+            context.log.info(f"replaying recorded failures of {', '.join(released) or 'no partition'}")
         todo = pg.images_to_analyse(conn, context.partition_key, provider.model_version)
     context.log.info(f"{len(todo)} images to analyse with {provider.model_version}")
     started = time.perf_counter()
@@ -88,6 +98,7 @@ def _preview(attributes: pd.DataFrame, rows: int = 10) -> MetadataValue:
 def image_analysis(
     context: AssetExecutionContext,
     postgres: PostgresResource,
+    analysis: AnalysisProviderResource,
     image_attributes: pd.DataFrame,
     image_embeddings: pd.DataFrame,
 ) -> MaterializeResult:
@@ -107,13 +118,14 @@ def image_analysis(
             description=rec["description"], model_version=rec["model_version"],
             image_embedding=list(vec["image_embedding"]), text_embedding=list(vec["text_embedding"]),
         )))
-    failures = [(int(r["image_id"]), r["content_hash"], r["error"]) for r in bad.to_dict("records")]
+    failures = [pg.Failure(image_id=int(r["image_id"]), content_hash=r["content_hash"], reason=r["error"],
+                           retryable=bool(r["retryable"])) for r in bad.to_dict("records")]
     with postgres.connect() as conn:
         saved = pg.save_analyses(conn, rows, vocab.version)
-        pg.mark_failed(conn, failures)
+        pg.mark_failed(conn, failures, analysis.get().model_version)
         counts = pg.status_counts(conn, context.partition_key)
-    for image_id, _, reason in failures[:20]:
-        context.log.warning(f"image {image_id} failed: {reason}")
+    for f in failures[:20]:
+        context.log.warning(f"image {f.image_id} failed{' (will retry)' if f.retryable else ''}: {f.reason}")
     return MaterializeResult(metadata={
         "written": saved,
         "failed": len(failures),

@@ -200,13 +200,17 @@ def sync_inventory(
 
 
 def images_to_analyse(conn: psycopg.Connection, partition_key: str, model_version: str) -> list[dict]:
-    """Live images of the partition with no analysis of their current bytes by this model version."""
+    """Live images of the partition with no analysis of their current bytes by this model version, except
+    those whose current bytes failed permanently (they wait for a replay or for new bytes)."""
     return conn.execute(
         "SELECT i.image_id, i.s3_key, i.content_hash FROM product_images i "
         "LEFT JOIN image_analysis a ON a.image_id = i.image_id AND a.model_version = %s "
         " AND a.content_hash = i.content_hash "
-        "WHERE i.partition_key = %s AND i.status <> 'deleted' AND a.image_id IS NULL ORDER BY i.image_id",
-        (model_version, partition_key),
+        "LEFT JOIN analysis_failures f ON f.image_id = i.image_id AND f.model_version = %s "
+        " AND f.content_hash = i.content_hash AND NOT f.retryable "
+        "WHERE i.partition_key = %s AND i.status <> 'deleted' AND a.image_id IS NULL AND f.image_id IS NULL "
+        "ORDER BY i.image_id",
+        (model_version, model_version, partition_key),
     ).fetchall()
 
 
@@ -240,6 +244,8 @@ def save_analyses(
             "analysed_at = now()",
             rows,
         )
+        cur.executemany("DELETE FROM analysis_failures WHERE image_id = %s AND model_version = %s",
+                        [(r[0], r[1]) for r in rows])
         # Only images whose bytes are still the analysed ones: a concurrent inventory may have moved on.
         cur.executemany(
             "UPDATE product_images SET status = 'analysed', error = NULL, attempts = attempts + 1, "
@@ -249,17 +255,62 @@ def save_analyses(
     return len(rows)
 
 
-def mark_failed(conn: psycopg.Connection, failures: Sequence[tuple[int, str, str]]) -> int:
-    """Record (image_id, content_hash, reason) failures; the image stays replayable."""
+class Failure(BaseModel):
+    """One image that a model version could not analyse."""
+
+    image_id: int
+    content_hash: str
+    reason: str
+    retryable: bool = False
+
+
+def mark_failed(conn: psycopg.Connection, failures: Sequence[Failure], model_version: str) -> int:
+    """Record failures on the image and in the dead-letter table (attempts counted); returns how many."""
     if not failures:
         return 0
     with conn.transaction(), conn.cursor() as cur:
         cur.executemany(
             "UPDATE product_images SET status = 'failed', error = %s, attempts = attempts + 1, updated_at = now()"
             " WHERE image_id = %s AND content_hash = %s AND status <> 'deleted'",
-            [(reason[:2000], image_id, h) for image_id, h, reason in failures],
+            [(f.reason[:2000], f.image_id, f.content_hash) for f in failures],
+        )
+        cur.executemany(
+            "INSERT INTO analysis_failures (image_id, model_version, content_hash, error, retryable) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (image_id, model_version) DO UPDATE SET "
+            "error = EXCLUDED.error, retryable = EXCLUDED.retryable, last_failed_at = now(), "
+            "attempts = CASE WHEN analysis_failures.content_hash = EXCLUDED.content_hash "
+            "THEN analysis_failures.attempts + 1 ELSE 1 END, content_hash = EXCLUDED.content_hash",
+            [(f.image_id, model_version, f.content_hash, f.reason[:2000], f.retryable) for f in failures],
         )
     return len(failures)
+
+
+def list_failures(conn: psycopg.Connection, partition_key: str | None = None, limit: int = 1000) -> list[dict]:
+    """The dead-letter table with each image's key and partition, newest failure first."""
+    sql = ("SELECT f.image_id, i.s3_key, i.partition_key, f.model_version, f.error, f.retryable, f.attempts, "
+           "f.first_failed_at, f.last_failed_at FROM analysis_failures f "
+           "JOIN product_images i ON i.image_id = f.image_id AND i.content_hash = f.content_hash")
+    params: list = []
+    if partition_key is not None:
+        sql += " WHERE i.partition_key = %s"
+        params.append(partition_key)
+    return conn.execute(sql + " ORDER BY f.last_failed_at DESC LIMIT %s", [*params, limit]).fetchall()
+
+
+def release_failures(conn: psycopg.Connection, partition_key: str | None = None) -> list[str]:
+    """Make recorded permanent failures eligible again (a replay); returns the partitions to re-run.
+
+    The rows stay, so attempts keep counting across replays; they are only marked retryable.
+    """
+    sql = ("UPDATE analysis_failures f SET retryable = true FROM product_images i "
+           "WHERE i.image_id = f.image_id AND i.content_hash = f.content_hash AND i.status = 'failed'")
+    params: list = []
+    if partition_key is not None:
+        sql += " AND i.partition_key = %s"
+        params.append(partition_key)
+    with conn.transaction():
+        parts = conn.execute(sql + " RETURNING i.partition_key", params).fetchall()
+    return sorted({r["partition_key"] for r in parts})
 
 
 def status_counts(conn: psycopg.Connection, partition_key: str | None = None) -> dict[str, int]:

@@ -119,6 +119,35 @@ def test_contradictory_queries_return_nothing_and_say_why(pipeline, query):
     assert any("contradiction" in w for w in response.plan.warnings)
 
 
+def test_broken_image_is_recorded_not_retried_then_replayed_and_fixed(pipeline):
+    product = pipeline.products[2]
+    key = product.images[0].key.rsplit("/", 1)[0] + "/9.jpg"
+    part = pipeline.res["images"].partition_of(key)
+    client = pipeline.res["images"].client()
+    client.put_object(Bucket=pipeline.settings.s3_bucket, Key=key, Body=b"%PDF-1.4 this is not a photo")
+
+    def failure():
+        with pipeline.db() as conn:
+            return {r["s3_key"]: r for r in pg.list_failures(conn, part)}.get(key)
+
+    pipeline.run([part])
+    first = failure()
+    assert first and not first["retryable"] and first["attempts"] == 1 and "not an image" in first["error"]
+    pipeline.run([part])  # an ordinary run leaves a permanent failure alone
+    assert failure()["attempts"] == 1
+    replay = pipeline.defs.resolve_job_def("replay_failures")
+    assert replay.execute_in_process(partition_key=part, instance=pipeline.instance).success
+    assert failure()["attempts"] == 2
+
+    client.put_object(Bucket=pipeline.settings.s3_bucket, Key=key, Body=product.images[0].data)  # fixed upload
+    pipeline.run([part])
+    assert failure() is None
+    with pipeline.db() as conn:
+        row = conn.execute("SELECT image_id, status FROM product_images WHERE s3_key = %s", (key,)).fetchone()
+    assert row["status"] == "analysed"
+    assert pipeline.res["opensearch"].client().exists(index=pipeline.res["opensearch"].alias, id=str(row["image_id"]))
+
+
 def test_deleted_object_leaves_postgres_and_index(pipeline):
     victim = pipeline.products[1].images[-1]
     pipeline.res["images"].client().delete_object(Bucket=pipeline.settings.s3_bucket, Key=victim.key)

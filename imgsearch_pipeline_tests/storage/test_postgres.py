@@ -68,14 +68,26 @@ def test_analysis_upsert_is_idempotent_and_tracks_bytes(conn):
     assert list(pg.iter_index_rows(conn, "m1")) == []  # the old analysis no longer describes the image
 
 
-def test_failures_are_recorded_and_replayable(conn):
+def test_permanent_failures_wait_for_a_replay_retryable_ones_do_not(conn):
     pg.upsert_products(conn, [pg.Product(product_id="p1")])
-    pg.sync_inventory(conn, "x/", [_listed("bad.jpg", "h1")])
-    image_id = pg.images_to_analyse(conn, "x/", "m1")[0]["image_id"]
-    pg.mark_failed(conn, [(image_id, "h1", "not an image (unrecognised format)")])
-    row = conn.execute("SELECT status, error, attempts FROM product_images").fetchone()
-    assert (row["status"], row["attempts"]) == ("failed", 1) and "not an image" in row["error"]
-    assert len(pg.images_to_analyse(conn, "x/", "m1")) == 1
+    pg.sync_inventory(conn, "x/", [_listed("bad.jpg", "h1"), _listed("slow.jpg", "h2")])
+    bad, slow = (r["image_id"] for r in pg.images_to_analyse(conn, "x/", "m1"))
+    pg.mark_failed(conn, [pg.Failure(image_id=bad, content_hash="h1", reason="not an image (unrecognised format)"),
+                          pg.Failure(image_id=slow, content_hash="h2", reason="gave up after 6 attempts",
+                                     retryable=True)], "m1")
+    assert pg.status_counts(conn, "x/") == {"failed": 2}
+    assert [r["image_id"] for r in pg.images_to_analyse(conn, "x/", "m1")] == [slow]  # bad waits
+    assert len(pg.images_to_analyse(conn, "x/", "m2")) == 2  # another model version may well read it
+    dead = {r["image_id"]: r for r in pg.list_failures(conn, "x/")}
+    assert dead[bad]["error"].startswith("not an image") and not dead[bad]["retryable"] and dead[bad]["attempts"] == 1
+
+    assert pg.release_failures(conn, "x/") == ["x/"]
+    assert {r["image_id"] for r in pg.images_to_analyse(conn, "x/", "m1")} == {bad, slow}
+    pg.mark_failed(conn, [pg.Failure(image_id=bad, content_hash="h1", reason="not an image")], "m1")
+    assert {r["image_id"]: r for r in pg.list_failures(conn)}[bad]["attempts"] == 2
+
+    pg.sync_inventory(conn, "x/", [_listed("bad.jpg", "h1-fixed"), _listed("slow.jpg", "h2")])
+    assert bad in {r["image_id"] for r in pg.images_to_analyse(conn, "x/", "m1")}  # new bytes: tried again
 
 
 def test_product_crud_and_cascade(conn):
