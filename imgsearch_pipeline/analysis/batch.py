@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 
+from imgsearch_pipeline.analysis.pacing import Pacer
 from imgsearch_pipeline.analysis.provider import AnalysisFailure, AnalysisProvider
 from imgsearch_pipeline.analysis.retry import (
     RetriesExhausted,
@@ -82,9 +83,13 @@ def _retry_one(provider: AnalysisProvider, image: bytes, policy: RetryPolicy,
 
 def analyse_images(todo: Sequence[dict], read: Callable[[str], bytes], provider: AnalysisProvider,
                    batch_size: int = 32, read_workers: int = 8, retry: RetryPolicy | None = None,
+                   pacer: Pacer | None = None,
                    sleep: Callable[[float], None] = time.sleep) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Analyse rows with image_id, s3_key, content_hash; one output row per input row."""
+    """Analyse rows with image_id, s3_key, content_hash; one output row per input row.
+
+    Provider calls are sequential (one in flight) and paced by `pacer` (images per second)."""
     retry = retry or RetryPolicy()
+    pacer = pacer or Pacer(None)
     attrs: list[dict] = []
     vecs: list[dict] = []
     for batch in _read_batches(todo, read, batch_size, read_workers):
@@ -92,6 +97,8 @@ def analyse_images(todo: Sequence[dict], read: Callable[[str], bytes], provider:
         for row, err in ((r, d) for r, d in batch if not isinstance(d, bytes)):
             attrs.append(_failed(row, AnalysisFailure(f"could not read from S3: {type(err).__name__}: {err}",
                                                       retryable=True), provider))
+        if readable:
+            pacer.acquire(len(readable))
         results = analyse_with_retry(provider, [data for _, data in readable], retry, sleep) if readable else []
         for (row, _), result in zip(readable, results, strict=True):
             if isinstance(result, ImageAnalysis):

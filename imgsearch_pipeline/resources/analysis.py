@@ -7,6 +7,7 @@ from functools import cache
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from imgsearch_pipeline.analysis.pacing import Pacer
 from imgsearch_pipeline.analysis.provider import AnalysisProvider, get_provider
 from imgsearch_pipeline.analysis.retry import RetryPolicy
 
@@ -23,9 +24,13 @@ class AnalysisProviderResource(ConfigurableResource):
     max_attempts: int = Field(default=6, ge=1, le=50, description="tries per call on transient errors")
     base_delay_s: float = Field(default=1.0, ge=0.0, description="first backoff; doubles per attempt")
     max_delay_s: float = Field(default=60.0, ge=0.0, description="longest wait between two attempts")
+    max_images_per_second: float | None = Field(default=None, gt=0, description="provider quota; None: no limit")
 
     def get(self) -> AnalysisProvider:
         return _provider(self.provider, self.batch_size)
+
+    def pacer(self) -> Pacer:
+        return Pacer(self.max_images_per_second)
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(max_attempts=self.max_attempts, base_delay_s=self.base_delay_s,

@@ -107,3 +107,31 @@ def test_unreadable_objects_fail_alone():
     attrs, _, _ = _run(ScriptedProvider([]), read)
     assert attrs.loc[3, "status"] == "failed" and "could not read from S3" in attrs.loc[3, "error"]
     assert (attrs.drop(index=3)["status"] == "analysed").all()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now, self.slept = 0.0, []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_pacer_holds_the_rate_without_bursts():
+    from imgsearch_pipeline.analysis.pacing import Pacer
+
+    clock = FakeClock()
+    pacer = Pacer(10.0, clock=lambda: clock.now, sleep=clock.sleep)
+    for _ in range(4):
+        pacer.acquire(5)
+    assert clock.slept == [0.5, 0.5, 0.5]  # 20 images at 10/s: the last batch starts at 1.5 s
+
+
+def test_batches_are_paced_to_the_quota():
+    from imgsearch_pipeline.analysis.pacing import Pacer
+
+    clock = FakeClock()
+    pacer = Pacer(2.0, clock=lambda: clock.now, sleep=clock.sleep)
+    attrs, _ = analyse_images(TODO, _read, ScriptedProvider([]), batch_size=2, retry=POLICY, pacer=pacer)
+    assert (attrs["status"] == "analysed").all() and clock.slept == [1.0]  # 2 images, then 2 more a second later

@@ -148,6 +148,21 @@ def test_broken_image_is_recorded_not_retried_then_replayed_and_fixed(pipeline):
     assert pipeline.res["opensearch"].client().exists(index=pipeline.res["opensearch"].alias, id=str(row["image_id"]))
 
 
+def test_keys_with_spaces_and_unicode(pipeline):
+    product = pipeline.products[3]
+    folder = product.images[0].key.rsplit("/", 2)[0]
+    keys = [f"{folder}/été 2026 (ß)/front view.jpg", f"{folder}/商品 1/ 1+1=2.jpg"]
+    client = pipeline.res["images"].client()
+    for key in keys:
+        client.put_object(Bucket=pipeline.settings.s3_bucket, Key=key, Body=product.images[0].data)
+    pipeline.run([pipeline.res["images"].partition_of(keys[0])])
+    with pipeline.db() as conn:
+        rows = conn.execute("SELECT s3_key, product_id, status FROM product_images WHERE s3_key = ANY(%s)",
+                            (keys,)).fetchall()
+    assert sorted((r["s3_key"], r["product_id"], r["status"]) for r in rows) == sorted(
+        [(keys[0], "été 2026 (ß)", "analysed"), (keys[1], "商品 1", "analysed")])
+
+
 def test_deleted_object_leaves_postgres_and_index(pipeline):
     victim = pipeline.products[1].images[-1]
     pipeline.res["images"].client().delete_object(Bucket=pipeline.settings.s3_bucket, Key=victim.key)
