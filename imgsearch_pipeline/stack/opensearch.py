@@ -26,6 +26,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from imgsearch_pipeline import config
 from imgsearch_pipeline.stack.process import free_port, pid_alive, stop_group
 
 OPENSEARCH_VERSION = "2.19.1"
@@ -38,17 +39,13 @@ _MAIN_CLASS = "org.opensearch.bootstrap.OpenSearch"
 _FETCH_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "fetch_opensearch.sh"
 
 
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("IMGSEARCH_CACHE", Path.home() / ".cache" / "imgsearch")).resolve()
-
-
 def ensure_installed(cache_dir: Path | None = None) -> Path:
     """The OpenSearch install folder `<cache_dir>/opensearch/opensearch-<version>`, fetched first if missing.
 
     `cache_dir` is the imgsearch cache (`IMGSEARCH_CACHE`, default ~/.cache/imgsearch). Raises RuntimeError
     with the script's output when the fetch fails (no Java, no mvn and no cached artifacts, ...).
     """
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache_dir = Path(cache_dir) if cache_dir is not None else config.cache_dir()
     home = cache_dir / "opensearch" / f"opensearch-{OPENSEARCH_VERSION}"
     if (home / INSTALL_STAMP).is_file() and (home / "bin" / "opensearch").is_file():
         return home
