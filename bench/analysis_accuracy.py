@@ -51,7 +51,7 @@ def truth(row: dict) -> dict:
 
 def evaluate(dataset: Path, limit: int, seed: int, batch: int, provider_name: str) -> str:
     vocab = get_vocabulary()
-    provider = get_provider(provider_name, batch_size=batch)
+    provider = get_provider(provider_name, {"batch_size": batch})
     rows = load_rows(dataset, limit, seed)
     provider.analyse([(dataset / rows[0]["image"]).read_bytes()])  # warm up: graphs built, sessions loaded
     results, failures = [], 0

@@ -83,30 +83,37 @@ def _retry_one(provider: AnalysisProvider, image: bytes, policy: RetryPolicy,
 
 def analyse_images(todo: Sequence[dict], read: Callable[[str], bytes], provider: AnalysisProvider,
                    batch_size: int = 32, read_workers: int = 8, retry: RetryPolicy | None = None,
-                   pacer: Pacer | None = None,
+                   pacer: Pacer | None = None, max_in_flight: int = 1,
                    sleep: Callable[[float], None] = time.sleep) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Analyse rows with image_id, s3_key, content_hash; one output row per input row.
 
-    Provider calls are sequential (one in flight) and paced by `pacer` (images per second)."""
+    Each read batch is cut into provider calls of `provider.call_size` images; at most `max_in_flight` calls
+    run at once and `pacer` keeps them under the images-per-second quota."""
     retry = retry or RetryPolicy()
     pacer = pacer or Pacer(None)
     attrs: list[dict] = []
     vecs: list[dict] = []
-    for batch in _read_batches(todo, read, batch_size, read_workers):
-        readable = [(row, data) for row, data in batch if isinstance(data, bytes)]
-        for row, err in ((r, d) for r, d in batch if not isinstance(d, bytes)):
-            attrs.append(_failed(row, AnalysisFailure(f"could not read from S3: {type(err).__name__}: {err}",
-                                                      retryable=True), provider))
-        if readable:
-            pacer.acquire(len(readable))
-        results = analyse_with_retry(provider, [data for _, data in readable], retry, sleep) if readable else []
-        for (row, _), result in zip(readable, results, strict=True):
-            if isinstance(result, ImageAnalysis):
-                attrs.append(_analysed(row, result))
-                vecs.append({"image_id": row["image_id"], "image_embedding": result.image_embedding,
-                             "text_embedding": result.text_embedding})
-            else:
-                attrs.append(_failed(row, result, provider))
+
+    def call(images: list[bytes]) -> list[ImageAnalysis | AnalysisFailure]:
+        pacer.acquire(len(images))
+        return analyse_with_retry(provider, images, retry, sleep)
+
+    with ThreadPoolExecutor(max_workers=max_in_flight) as calls:
+        for batch in _read_batches(todo, read, batch_size, read_workers):
+            readable = [(row, data) for row, data in batch if isinstance(data, bytes)]
+            for row, err in ((r, d) for r, d in batch if not isinstance(d, bytes)):
+                attrs.append(_failed(row, AnalysisFailure(f"could not read from S3: {type(err).__name__}: {err}",
+                                                          retryable=True), provider))
+            size = provider.call_size or len(readable) or 1
+            chunks = [[data for _, data in readable[i:i + size]] for i in range(0, len(readable), size)]
+            results = [r for out in calls.map(call, chunks) for r in out]
+            for (row, _), result in zip(readable, results, strict=True):
+                if isinstance(result, ImageAnalysis):
+                    attrs.append(_analysed(row, result))
+                    vecs.append({"image_id": row["image_id"], "image_embedding": result.image_embedding,
+                                 "text_embedding": result.text_embedding})
+                else:
+                    attrs.append(_failed(row, result, provider))
     return pd.DataFrame(attrs, columns=ATTRIBUTE_COLUMNS), pd.DataFrame(vecs, columns=EMBEDDING_COLUMNS)
 
 

@@ -12,6 +12,7 @@ from importlib import resources
 
 import numpy as np
 import yaml
+from pydantic import BaseModel, ConfigDict, Field
 
 from imgsearch_pipeline.analysis.colors import dominant_colors, foreground_mask
 from imgsearch_pipeline.analysis.describe import describe
@@ -54,11 +55,18 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
+class BuiltinOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    batch_size: int = Field(default=32, ge=1, le=512, description="images per ONNX inference call")
+
+
 class BuiltinProvider(AnalysisProvider):
     name = "builtin"
+    Options = BuiltinOptions
 
-    def __init__(self, batch_size: int = 32, vocab: Vocabulary | None = None) -> None:
-        self.batch_size = batch_size
+    def __init__(self, options: BuiltinOptions | None = None, vocab: Vocabulary | None = None) -> None:
+        self.batch_size = (options or BuiltinOptions()).batch_size
         self.vocab = vocab or get_vocabulary()
 
     # Models load on first use: building the provider (e.g. for its model_version) stays cheap.

@@ -6,11 +6,14 @@ with a reason) and embeds query text into the same space as its `text_embedding`
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import BaseModel
 
 from imgsearch_pipeline.analysis.types import ImageAnalysis
 
@@ -24,9 +27,17 @@ class AnalysisFailure:
 
 
 class AnalysisProvider(ABC):
-    """Image bytes in, vocabulary-validated analyses out."""
+    """Image bytes in, vocabulary-validated analyses out.
+
+    Each provider declares an `Options` pydantic model (extra fields forbidden): configuration is validated at
+    the boundary, so a typo in a provider option fails at start-up, not mid-backfill.
+    """
 
     name: str
+    Options: ClassVar[type[BaseModel]]
+    # Images per `analyse` call: a local model batches; a remote API takes one image per request and the
+    # pipeline keeps several requests in flight instead.
+    call_size: ClassVar[int | None] = None
 
     @property
     @abstractmethod
@@ -54,10 +65,19 @@ class AnalysisProvider(ABC):
         """An uploaded photo -> a vector comparable with `ImageAnalysis.image_embedding`."""
 
 
-def get_provider(name: str, **options) -> AnalysisProvider:
-    """The provider registered under `name`; imported lazily so unused providers cost nothing."""
-    if name == "builtin":
-        from imgsearch_pipeline.analysis.builtin import BuiltinProvider
+# name -> "module:Class"; imported lazily so an unused provider's dependencies cost nothing.
+PROVIDERS = {
+    "builtin": "imgsearch_pipeline.analysis.builtin:BuiltinProvider",
+    "clip": "imgsearch_pipeline.analysis.clip:ClipProvider",
+    "openai": "imgsearch_pipeline.analysis.openai_compat:OpenAICompatibleProvider",
+    "bedrock": "imgsearch_pipeline.analysis.bedrock:BedrockProvider",
+}
 
-        return BuiltinProvider(**options)
-    raise ValueError(f"unknown analysis provider {name!r} (available: builtin)")
+
+def get_provider(name: str, options: Mapping[str, Any] | None = None) -> AnalysisProvider:
+    """The provider registered under `name`, built from its own validated options model."""
+    if name not in PROVIDERS:
+        raise ValueError(f"unknown analysis provider {name!r} (available: {', '.join(PROVIDERS)})")
+    module, cls = PROVIDERS[name].split(":")
+    provider_cls = getattr(importlib.import_module(module), cls)
+    return provider_cls(provider_cls.Options.model_validate(dict(options or {})))

@@ -63,7 +63,8 @@ def image_attributes_and_embeddings(
     context.log.info(f"{len(todo)} images to analyse with {provider.model_version}")
     started = time.perf_counter()
     attributes, embeddings = analyse_images(todo, images.read, provider, batch_size=analysis.batch_size,
-                                            retry=analysis.retry_policy(), pacer=analysis.pacer())
+                                            retry=analysis.retry_policy(), pacer=analysis.pacer(),
+                                            max_in_flight=analysis.max_in_flight)
     elapsed = time.perf_counter() - started
     failed = int((attributes["status"] == "failed").sum()) if len(attributes) else 0
     meta = {
