@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import random
 import sys
 import time
@@ -49,9 +50,9 @@ def truth(row: dict) -> dict:
     }
 
 
-def evaluate(dataset: Path, limit: int, seed: int, batch: int, provider_name: str) -> str:
+def evaluate(dataset: Path, limit: int, seed: int, batch: int, provider_name: str, options: dict) -> str:
     vocab = get_vocabulary()
-    provider = get_provider(provider_name, {"batch_size": batch})
+    provider = get_provider(provider_name, options)
     rows = load_rows(dataset, limit, seed)
     provider.analyse([(dataset / rows[0]["image"]).read_bytes()])  # warm up: graphs built, sessions loaded
     results, failures = [], 0
@@ -95,14 +96,61 @@ def evaluate(dataset: Path, limit: int, seed: int, batch: int, provider_name: st
     lines += ["", f"Majority-class category baseline: {top_n / sum(categories.values()):.3f} ({top}). "
               f"Images the provider refused: {failures}.", "",
               f"Speed: {len(rows) / elapsed:.1f} images/s end to end (read, decode, both models, pixels, "
-              f"description, text embedding), batch {batch}, on this machine.", "",
-              "Most frequent category confusions (truth -> predicted, None = left undecided):", ""]
-    confusions = rows_out["category (exact)"][3]
-    lines += [f"- {t} -> {p}: {n}" for (t, p), n in confusions.most_common(60) if t != p][:15]
-    lines += ["", "has_print confusion (truth, predicted): " + ", ".join(
-        f"{t}/{p}: {n}" for (t, p), n in sorted(rows_out["has_print (Solid/Striped/Checked vs Printed)"][3].items(),
-                                               key=str))]
+              f"description, text embedding), batch {batch}, on this machine.", ""]
+    family = Counter()
+    for (t, p), n in rows_out["primary colour (exact)"][3].items():
+        family[(vocab.family_of(t), vocab.family_of(p) if p else None)] += n
+    lines += confusion_table("Category (the 12 most frequent true categories; rows: truth, columns: predicted)",
+                             rows_out["category (exact)"][3], keep=12)
+    lines += confusion_table("Primary colour family", family, keep=12)
+    lines += confusion_table("Pattern", rows_out["pattern (Solid/Striped/Checked)"][3], keep=12)
+    lines += confusion_table("has_print", rows_out["has_print (Solid/Striped/Checked vs Printed)"][3], keep=2)
     return "\n".join(lines) + "\n"
+
+
+def confusion_table(title: str, counts: Counter, keep: int) -> list[str]:
+    """A markdown confusion matrix; rarer truths and predictions are summed into "other", undecided is "none"."""
+    truths = [t for t, _ in _totals(counts).most_common(keep)]
+    label = {v: str(v).lower() for v in truths}
+    preds = truths + ["other", "none"]
+
+    def column(p: object) -> str:
+        return "none" if p is None else label.get(p, "other")
+
+    matrix: Counter = Counter()
+    for (t, p), n in counts.items():
+        matrix[(label.get(t, "other"), column(p))] += n
+    row_names = [label[t] for t in truths] + (["other"] if any(t not in label for t, _ in counts) else [])
+    cols = [label.get(p, p) for p in preds if any(matrix[(r, label.get(p, p))] for r in row_names)]
+    out = [f"**{title}**", "", "| truth \\ predicted | " + " | ".join(cols) + " | recall |",
+           "| --- | " + " | ".join("---:" for _ in cols) + " | ---: |"]
+    for r in row_names:
+        total = sum(matrix[(r, c)] for c in cols)
+        hit = r != "other"  # "other" -> "other" is not a correct answer, only two rare classes
+        cells = [f"**{matrix[(r, c)]}**" if hit and r == c else str(matrix[(r, c)] or "") for c in cols]
+        recall = f"{matrix[(r, r)] / max(total, 1):.2f}" if hit else "-"
+        out.append(f"| {r} | " + " | ".join(cells) + f" | {recall} |")
+    return out + [""]
+
+
+def _totals(counts: Counter) -> Counter:
+    totals: Counter = Counter()
+    for (t, _), n in counts.items():
+        totals[t] += n
+    return totals
+
+
+START, END = "<!-- bench:analysis_accuracy:start -->", "<!-- bench:analysis_accuracy:end -->"
+
+
+def write_between_markers(path: Path, report: str) -> None:
+    """Replace the generated part of the doc only: the prose around it is written by people."""
+    text = path.read_text(encoding="utf-8") if path.exists() else f"{START}\n{END}\n"
+    if START not in text or END not in text:
+        raise SystemExit(f"{path} has no {START} ... {END} markers to write between")
+    head, rest = text.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    path.write_text(f"{head}{START}\n{report}{END}{tail}", encoding="utf-8")
 
 
 def main() -> int:
@@ -112,14 +160,14 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--provider", default="builtin")
+    ap.add_argument("--provider-options", type=json.loads, default={}, help="JSON object of provider options")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    report = evaluate(args.dataset, args.limit, args.seed, args.batch, args.provider)
+    report = evaluate(args.dataset, args.limit, args.seed, args.batch, args.provider, args.provider_options)
     print(report)
     if args.out:
-        args.out.write_text("# Image analysis: measured accuracy and speed\n\n"
-                            f"Command: `.venv/bin/python bench/analysis_accuracy.py --dataset {args.dataset} "
-                            f"--limit {args.limit} --seed {args.seed} --out {args.out}`\n\n" + report)
+        write_between_markers(args.out, f"Command: `.venv/bin/python bench/analysis_accuracy.py --dataset "
+                              f"{args.dataset} --limit {args.limit} --seed {args.seed} --out {args.out}`\n\n" + report)
     return 0
 
 

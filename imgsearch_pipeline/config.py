@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -41,6 +42,9 @@ class Settings(BaseModel):
     opensearch_verify_certs: bool = True
     index_prefix: str = "imgsearch"
     provider: str = "builtin"
+    provider_options: dict[str, Any] = Field(default_factory=dict, description="the provider's own options")
+    max_in_flight: int = Field(default=1, ge=1, le=64, description="provider calls at once")
+    max_images_per_second: float | None = Field(default=None, gt=0)
 
     def require(self, name: str) -> str:
         value = getattr(self, name)
@@ -63,7 +67,11 @@ _ENV = {
     "opensearch_verify_certs": "IMGSEARCH_OPENSEARCH_VERIFY_CERTS",
     "index_prefix": "IMGSEARCH_INDEX_PREFIX",
     "provider": "IMGSEARCH_PROVIDER",
+    "provider_options": "IMGSEARCH_PROVIDER_OPTIONS",
+    "max_in_flight": "IMGSEARCH_MAX_IN_FLIGHT",
+    "max_images_per_second": "IMGSEARCH_MAX_IMAGES_PER_SECOND",
 }
+_JSON = {"provider_options"}
 
 
 def load_settings(state: Path | None = None) -> Settings:
@@ -74,5 +82,9 @@ def load_settings(state: Path | None = None) -> Settings:
         values.update(json.loads(stack_file.read_text())["settings"])
     for key, env in _ENV.items():
         if env in os.environ:
-            values[key] = os.environ[env] or None
+            raw = os.environ[env]
+            try:
+                values[key] = json.loads(raw) if key in _JSON and raw else raw or None
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{env} is not valid JSON: {e.msg} at {e.pos}") from e
     return Settings.model_validate(values)

@@ -40,7 +40,10 @@ def build_resources(settings: Settings) -> dict:
         verify_certs=settings.opensearch_verify_certs,
         index_prefix=settings.index_prefix,
     )
-    analysis_provider = AnalysisProviderResource(provider=settings.provider)
+    analysis_provider = AnalysisProviderResource(
+        provider=settings.provider, options=settings.provider_options, max_in_flight=settings.max_in_flight,
+        max_images_per_second=settings.max_images_per_second,
+    )
     return {
         "postgres": PostgresResource(dsn=settings.postgres_dsn or ""),
         "images": ImageStoreResource(s3=s3, bucket=settings.s3_bucket),

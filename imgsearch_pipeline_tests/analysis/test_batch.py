@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -135,3 +137,35 @@ def test_batches_are_paced_to_the_quota():
     pacer = Pacer(2.0, clock=lambda: clock.now, sleep=clock.sleep)
     attrs, _ = analyse_images(TODO, _read, ScriptedProvider([]), batch_size=2, retry=POLICY, pacer=pacer)
     assert (attrs["status"] == "analysed").all() and clock.slept == [1.0]  # 2 images, then 2 more a second later
+
+
+class OneAtATimeProvider(ScriptedProvider):
+    """A remote API: one image per call, slow enough that calls overlap; records the peak in flight."""
+
+    call_size = 1
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.lock, self.in_flight, self.peak = threading.Lock(), 0, 0
+
+    def analyse(self, images):
+        with self.lock:
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+        time.sleep(0.05)
+        try:
+            return super().analyse(images)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+def test_calls_in_flight_are_bounded_and_results_keep_their_order():
+    todo = [{"image_id": i, "s3_key": f"k{i}", "content_hash": f"h{i}"} for i in range(1, 13)]
+    for limit in (1, 3):
+        provider = OneAtATimeProvider()
+        attrs, vecs = analyse_images(todo, _read, provider, batch_size=6, retry=POLICY, max_in_flight=limit)
+        assert provider.peak == limit  # the bound is reached (calls overlap) and never passed
+        assert all(len(call) == 1 for call in provider.calls)
+        assert list(attrs["image_id"]) == list(range(1, 13)) == list(vecs["image_id"])
+        assert list(attrs["description"]) == [_read(f"k{i}").decode() for i in range(1, 13)]
