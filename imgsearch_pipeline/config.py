@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -45,6 +45,7 @@ class Settings(BaseModel):
     provider_options: dict[str, Any] = Field(default_factory=dict, description="the provider's own options")
     max_in_flight: int = Field(default=1, ge=1, le=64, description="provider calls at once")
     max_images_per_second: float | None = Field(default=None, gt=0)
+    search_backend: Literal["opensearch", "postgres"] = "opensearch"
 
     def require(self, name: str) -> str:
         value = getattr(self, name)
@@ -70,6 +71,7 @@ _ENV = {
     "provider_options": "IMGSEARCH_PROVIDER_OPTIONS",
     "max_in_flight": "IMGSEARCH_MAX_IN_FLIGHT",
     "max_images_per_second": "IMGSEARCH_MAX_IMAGES_PER_SECOND",
+    "search_backend": "IMGSEARCH_SEARCH_BACKEND",
 }
 _JSON = {"provider_options"}
 

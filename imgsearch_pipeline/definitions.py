@@ -44,12 +44,14 @@ def build_resources(settings: Settings) -> dict:
         provider=settings.provider, options=settings.provider_options, max_in_flight=settings.max_in_flight,
         max_images_per_second=settings.max_images_per_second,
     )
+    postgres = PostgresResource(dsn=settings.postgres_dsn or "")
     return {
-        "postgres": PostgresResource(dsn=settings.postgres_dsn or ""),
+        "postgres": postgres,
         "images": ImageStoreResource(s3=s3, bucket=settings.s3_bucket),
         "opensearch": opensearch,
         "analysis": analysis_provider,
-        "search": SearchResource(opensearch=opensearch, analysis=analysis_provider),
+        "search": SearchResource(opensearch=opensearch, postgres=postgres, analysis=analysis_provider,
+                                 backend=settings.search_backend),
     }
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from importlib import resources
+from typing import Literal
 
 import psycopg
-from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, FastAPI, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from PIL import Image
@@ -17,10 +18,12 @@ from imgsearch_pipeline.config import load_settings
 from imgsearch_pipeline.search.parser import MAX_QUERY_CHARS, QueryTooLong, parse_query
 from imgsearch_pipeline.search.plan import QueryPlan
 from imgsearch_pipeline.search.results import SearchResponse
+from imgsearch_pipeline.search.service import ImageNotFound
 from imgsearch_pipeline.storage import opensearch as osx
 from imgsearch_pipeline.storage import postgres as pg
 
 router = APIRouter()
+MAX_UPLOAD_BYTES = 10 * 2**20
 
 
 def _default_resources() -> dict:
@@ -77,9 +80,38 @@ def parse(q: str = Query(..., max_length=MAX_QUERY_CHARS)) -> QueryPlan:
 
 @router.get("/search", response_model=SearchResponse)
 def search(request: Request, q: str = Query("", max_length=MAX_QUERY_CHARS),
-           size: int = Query(20, ge=1, le=100)) -> SearchResponse:
+           size: int = Query(20, ge=1, le=100),
+           mode: Literal["hybrid", "vector", "keyword"] = Query("hybrid", description="vector/keyword: baselines"),
+           ) -> SearchResponse:
     try:
-        return _res(request)["search"].search(q, size=size)
+        return _res(request)["search"].service().search(q, size=size, mode=mode)
+    except QueryTooLong as e:
+        raise HTTPException(status_code=422, detail=str(e)) from e
+
+
+@router.get("/similar", response_model=SearchResponse)
+def similar(request: Request, image_id: int, q: str = Query("", max_length=MAX_QUERY_CHARS),
+            size: int = Query(20, ge=1, le=100)) -> SearchResponse:
+    """More like this: products that look like an indexed image, under the filters of `q`."""
+    try:
+        return _res(request)["search"].service().similar(image_id=str(image_id), query=q, size=size)
+    except ImageNotFound as e:
+        raise HTTPException(status_code=404, detail=str(e)) from e
+    except QueryTooLong as e:
+        raise HTTPException(status_code=422, detail=str(e)) from e
+
+
+@router.post("/similar", response_model=SearchResponse)
+async def similar_to_upload(request: Request, image: UploadFile, q: str = Form("", max_length=MAX_QUERY_CHARS),
+                            size: int = Form(20, ge=1, le=100)) -> SearchResponse:
+    """Search by photo: an uploaded image, under the filters of `q`."""
+    data = await image.read(MAX_UPLOAD_BYTES + 1)
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise HTTPException(status_code=413, detail=f"image larger than {MAX_UPLOAD_BYTES // 2**20} MB")
+    try:
+        return _res(request)["search"].service().similar(image=data, query=q, size=size)
+    except BadImage as e:
+        raise HTTPException(status_code=422, detail=f"not a usable image: {e}") from e
     except QueryTooLong as e:
         raise HTTPException(status_code=422, detail=str(e)) from e
 

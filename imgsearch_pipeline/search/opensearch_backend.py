@@ -1,22 +1,22 @@
-"""Hybrid retrieval on OpenSearch: exact filters, BM25 and k-NN as two lists, fused by RRF, one hit per product.
+"""Retrieval on OpenSearch: exact filters, BM25 and k-NN as separate lists, fused by RRF, one hit per product.
 
 The filters go inside the k-NN clause (Lucene's efficient filtering), so a restrictive filter never leaves the
-vector list short; both sub-queries are sent in one `_msearch`.
+vector list short; every list, the product count and the facets travel in one `_msearch`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from opensearchpy import NotFoundError, OpenSearch
 
-from opensearchpy import OpenSearch
-
+from imgsearch_pipeline.search.backend import FACET_FIELDS, IndexedImage, SearchRequest
 from imgsearch_pipeline.search.fusion import best_per_group, rrf
 from imgsearch_pipeline.search.plan import Clause, QueryPlan
-from imgsearch_pipeline.search.results import Hit, HitAttributes, SearchResponse
+from imgsearch_pipeline.search.results import FacetCount, Hit, SearchResponse
 
 _FIELDS = {"category": "category", "color": "colors", "pattern": "pattern", "department": "department"}
 _SOURCE = ["image_id", "product_id", "s3_key", "category", "colors", "pattern", "has_print", "attributes",
-           "description", "product_name", "brand"]
+           "description", "product_name", "brand", "department"]
+FACET_SIZE = 30
 
 
 def field_for(clause: Clause) -> str:
@@ -24,63 +24,70 @@ def field_for(clause: Clause) -> str:
     return _FIELDS.get(clause.field, f"attributes.{clause.field}")
 
 
-def filter_query(plan: QueryPlan) -> dict:
+def filter_query(plan: QueryPlan | None, exclude_products: list[str] = ()) -> dict:
     """The plan's constraints as one bool query (terms are exact keyword matches, values never parsed)."""
-    must = [{"terms": {field_for(c): list(c.values)}} for c in plan.filters]
-    if plan.has_print is not None:
-        must.append({"term": {"has_print": plan.has_print}})
-    must_not = [{"terms": {field_for(c): list(c.values)}} for c in plan.exclude]
+    must, must_not = [], []
+    if plan is not None:
+        must = [{"terms": {field_for(c): list(c.values)}} for c in plan.filters]
+        if plan.has_print is not None:
+            must.append({"term": {"has_print": plan.has_print}})
+        must_not = [{"terms": {field_for(c): list(c.values)}} for c in plan.exclude]
+    if exclude_products:
+        must_not.append({"terms": {"product_id": list(exclude_products)}})
     return {"bool": {"filter": must, "must_not": must_not}}
 
 
-def hybrid_search(
-    client: OpenSearch,
-    index: str,
-    plan: QueryPlan,
-    text: str,
-    text_vector: Sequence[float] | None,
-    size: int = 20,
-    candidates: int = 200,
-) -> SearchResponse:
-    """Run BM25 over descriptions and k-NN over text vectors under the plan's filters; fuse; collapse."""
-    flt = filter_query(plan)
-    lexical = {
-        "size": candidates,
-        "_source": _SOURCE,
-        "query": {"bool": {
-            "filter": [flt],
-            "should": [{"multi_match": {"query": text, "fields": ["description^2", "product_name", "brand.text"]}}]
-            if text else [],
-        }},
-        "track_total_hits": False,
-    }
-    body: list[dict] = [{"index": index}, lexical]
-    if text_vector is not None:
-        body += [{"index": index}, {
-            "size": candidates,
-            "_source": _SOURCE,
-            "query": {"knn": {"text_vector": {"vector": list(map(float, text_vector)), "k": candidates,
-                                              "filter": flt}}},
-        }]
-    # How many products match at all (for "N products" and for honest empty results).
-    body += [{"index": index}, {"size": 0, "query": flt,
-                                "aggs": {"products": {"cardinality": {"field": "product_id"}}}}]
-    responses = client.msearch(body=body)["responses"]
-    for r in responses:
-        if "error" in r:
-            raise RuntimeError(f"OpenSearch query failed: {r['error']}")
-    lists = [[h["_id"] for h in r["hits"]["hits"]] for r in responses[:-1]]
-    sources = {h["_id"]: h["_source"] for r in responses[:-1] for h in r["hits"]["hits"]}
-    fused = best_per_group(rrf(lists), {i: s["product_id"] for i, s in sources.items()}, size)
-    hits = [_hit(sources[i], score, plan) for i, score in fused]
-    total = responses[-1]["aggregations"]["products"]["value"]
-    return SearchResponse(plan=plan, hits=hits, total_products=total)
+class OpenSearchBackend:
+    name = "opensearch"
 
+    def __init__(self, client: OpenSearch, index: str) -> None:
+        self.client, self.index = client, index
 
-def _hit(src: dict, score: float, plan: QueryPlan) -> Hit:
-    attrs = HitAttributes(category=src.get("category"), colors=src.get("colors") or [], pattern=src.get("pattern"),
-                          has_print=src.get("has_print"), attributes=src.get("attributes") or {},
-                          description=src.get("description") or "")
-    return Hit(product_id=src["product_id"], image_id=src["image_id"], s3_key=src["s3_key"], score=round(score, 6),
-               product_name=src.get("product_name"), brand=src.get("brand"), attributes=attrs,
-               matched=[c.text for c in plan.filters])
+    def search(self, req: SearchRequest) -> SearchResponse:
+        flt = filter_query(req.plan if req.filtered else None, req.exclude_products)
+        lists: list[dict] = []
+        if req.mode in ("hybrid", "keyword") and (req.text or req.mode == "hybrid"):
+            match = [{"multi_match": {"query": req.text, "fields": ["description^2", "product_name",
+                                                                      "brand.text"]}}] if req.text else []
+            # hybrid: every filtered item is a candidate, BM25 orders them; keyword: only items that match.
+            query = {"bool": {"filter": [flt], "should": match}} if req.mode == "hybrid" else \
+                {"bool": {"filter": [flt], "must": match}}
+            lists.append({"size": req.candidates, "_source": _SOURCE, "query": query, "track_total_hits": False})
+        vector_field, vector = {"hybrid": ("text_vector", req.text_vector), "vector": ("text_vector", req.text_vector),
+                                "image": ("image_vector", req.image_vector)}.get(req.mode, (None, None))
+        if vector is not None:
+            lists.append({"size": req.candidates, "_source": _SOURCE, "query": {"knn": {vector_field: {
+                "vector": [float(x) for x in vector], "k": req.candidates, "filter": flt}}}})
+        # How many products match at all (for "N products" and honest empty pages), and the facets.
+        aggs: dict = {"products": {"cardinality": {"field": "product_id"}}}
+        if req.facets:
+            for name in FACET_FIELDS:
+                aggs[f"facet_{name}"] = {"terms": {"field": _FIELDS[name], "size": FACET_SIZE},
+                                         "aggs": {"products": {"cardinality": {"field": "product_id"}}}}
+        body: list[dict] = []
+        for q in [*lists, {"size": 0, "query": flt, "aggs": aggs}]:
+            body += [{"index": self.index}, q]
+        responses = self.client.msearch(body=body)["responses"]
+        for r in responses:
+            if "error" in r:
+                raise RuntimeError(f"OpenSearch query failed: {r['error']}")
+        ranked = [[h["_id"] for h in r["hits"]["hits"]] for r in responses[:-1]]
+        sources = {h["_id"]: h["_source"] for r in responses[:-1] for h in r["hits"]["hits"]}
+        fused = best_per_group(rrf(ranked), {i: s["product_id"] for i, s in sources.items()}, req.size)
+        counts = responses[-1]["aggregations"]
+        facets = {name: [FacetCount(value=b["key"], products=b["products"]["value"])
+                         for b in counts[f"facet_{name}"]["buckets"]] for name in FACET_FIELDS if req.facets}
+        hits = [Hit.from_document(sources[i], score, req.plan) for i, score in fused]
+        return SearchResponse(plan=req.plan, hits=hits, total_products=counts["products"]["value"], facets=facets,
+                              mode=req.mode, backend=self.name)
+
+    def indexed_image(self, image_id: str) -> IndexedImage | None:
+        try:
+            doc = self.client.get(index=self.index, id=image_id, _source_includes=["product_id", "image_vector"])
+        except NotFoundError:
+            return None
+        src = doc["_source"]
+        if not src.get("image_vector"):
+            return None
+        return IndexedImage(image_id=image_id, product_id=src["product_id"], image_vector=src["image_vector"])
+

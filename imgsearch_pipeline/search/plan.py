@@ -31,3 +31,23 @@ class QueryPlan(BaseModel):
     residual: str = ""  # text for semantic ranking (what filters cannot express)
     unparsed: list[str] = []  # words the vocabulary does not know
     warnings: list[str] = []  # contradictions and parts of the query that could not be applied
+
+
+def field_values(doc: dict, field: str) -> list[str]:
+    """A stored item's values for a clause field (doc: category, colors, pattern, department, attributes)."""
+    if field == "color":
+        return list(doc.get("colors") or [])
+    if field in ("category", "pattern", "department"):
+        value = doc.get(field)
+    else:
+        value = (doc.get("attributes") or {}).get(field)
+    return [value] if value else []
+
+
+def violations(plan: QueryPlan, doc: dict) -> list[str]:
+    """The plan's constraints a stored item breaks, by the words they came from; [] means it qualifies."""
+    broken = [c.text for c in plan.filters if not set(c.values) & set(field_values(doc, c.field))]
+    broken += [c.text for c in plan.exclude if set(c.values) & set(field_values(doc, c.field))]
+    if plan.has_print is not None and doc.get("has_print") is not plan.has_print:
+        broken.append("printed" if plan.has_print else "no print")
+    return broken

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from opensearchpy import OpenSearch
-
 from imgsearch_pipeline.analysis.provider import AnalysisProvider
-from imgsearch_pipeline.search.opensearch_backend import hybrid_search
+from imgsearch_pipeline.search.backend import Mode, SearchBackend, SearchRequest
 from imgsearch_pipeline.search.parser import parse_query
 from imgsearch_pipeline.search.plan import QueryPlan
 from imgsearch_pipeline.search.results import SearchResponse
@@ -30,20 +28,46 @@ def semantic_text(plan: QueryPlan, vocab: Vocabulary) -> str:
     return " ".join(words)
 
 
-class SearchService:
-    """Hybrid search over the alias of the current index."""
+class ImageNotFound(LookupError):
+    """'More like this' for an image that is not in the index."""
 
-    def __init__(self, client: OpenSearch, index: str, provider: AnalysisProvider,
-                 vocab: Vocabulary | None = None) -> None:
-        self.client, self.index, self.provider = client, index, provider
+
+class SearchService:
+    """Parse, embed and retrieve on whichever backend is configured (OpenSearch or PostgreSQL)."""
+
+    def __init__(self, backend: SearchBackend, provider: AnalysisProvider, vocab: Vocabulary | None = None) -> None:
+        self.backend, self.provider = backend, provider
         self.vocab = vocab or get_vocabulary()
 
     def parse(self, query: str) -> QueryPlan:
         return parse_query(query, self.vocab)
 
-    def search(self, query: str, size: int = 20) -> SearchResponse:
+    def search(self, query: str, size: int = 20, mode: Mode = "hybrid", facets: bool = True) -> SearchResponse:
+        """`hybrid` is the product; `vector` and `keyword` rank the raw query over everything (baselines)."""
         plan = self.parse(query)
-        size = max(1, min(size, MAX_RESULTS))
-        text = semantic_text(plan, self.vocab)
-        vector = self.provider.embed_text([text])[0] if text else None
-        return hybrid_search(self.client, self.index, plan, text, vector, size=size)
+        text = semantic_text(plan, self.vocab) if mode == "hybrid" else plan.query
+        vector = None
+        if text and mode in ("hybrid", "vector"):
+            vector = [float(x) for x in self.provider.embed_text([text])[0]]
+        return self.backend.search(SearchRequest(plan=plan, mode=mode, text=text if mode != "vector" else "",
+                                                 text_vector=vector, size=_clamp(size), facets=facets))
+
+    def similar(self, image_id: str | None = None, image: bytes | None = None, query: str = "",
+                size: int = 20) -> SearchResponse:
+        """Products that look like an indexed image or an uploaded photo, under the query's filters."""
+        if (image_id is None) == (image is None):
+            raise ValueError("give exactly one of image_id or image")
+        exclude: list[str] = []
+        if image_id is not None:
+            indexed = self.backend.indexed_image(image_id)
+            if indexed is None:
+                raise ImageNotFound(f"image {image_id} is not in the search index")
+            vector, exclude = indexed.image_vector, [indexed.product_id]
+        else:
+            vector = [float(x) for x in self.provider.embed_image(image)]
+        return self.backend.search(SearchRequest(plan=self.parse(query), mode="image", image_vector=vector,
+                                                 exclude_products=exclude, size=_clamp(size)))
+
+
+def _clamp(size: int) -> int:
+    return max(1, min(size, MAX_RESULTS))
