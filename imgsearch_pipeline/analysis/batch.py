@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pandas as pd
 
 from imgsearch_pipeline.analysis.pacing import Pacer
-from imgsearch_pipeline.analysis.provider import AnalysisFailure, AnalysisProvider
+from imgsearch_pipeline.analysis.provider import AnalysisFailure, AnalysisProvider, ProviderConfigurationError
 from imgsearch_pipeline.analysis.retry import (
     RetriesExhausted,
     RetryPolicy,
@@ -56,6 +56,8 @@ def analyse_with_retry(provider: AnalysisProvider, images: Sequence[bytes], poli
         results, _ = call_with_retry(lambda: provider.analyse(images), is_transient, policy, sleep)
     except RetriesExhausted as e:
         return [AnalysisFailure(f"provider unavailable: {e}", retryable=True)] * len(images)
+    except ProviderConfigurationError:
+        raise
     except Exception as e:  # noqa: BLE001 - a provider crash fails this batch's images, with the reason
         return [AnalysisFailure(f"provider error: {type(e).__name__}: {e}", retryable=True)] * len(images)
     results = list(results)
@@ -77,6 +79,8 @@ def _retry_one(provider: AnalysisProvider, image: bytes, policy: RetryPolicy,
         return call_with_retry(attempt, is_transient, policy, sleep)[0]
     except RetriesExhausted as e:
         return AnalysisFailure(str(e), retryable=True)
+    except ProviderConfigurationError:
+        raise
     except Exception as e:  # noqa: BLE001
         return AnalysisFailure(f"provider error: {type(e).__name__}: {e}", retryable=True)
 

@@ -26,6 +26,11 @@ class AnalysisFailure:
     retryable: bool = False
 
 
+class ProviderConfigurationError(RuntimeError):
+    """The provider rejects every request (bad key, unknown model, wrong URL or region): the run stops, since no
+    retry can fix it and recording it against every image would only hide the cause."""
+
+
 class AnalysisProvider(ABC):
     """Image bytes in, vocabulary-validated analyses out.
 

@@ -52,6 +52,40 @@ def test_thumbnail(api):
     assert client.get("/images/999999999").status_code == 404
 
 
+def test_facets_count_products_of_the_filtered_set(api):
+    client, _ = api
+    body = client.get("/search", params={"q": "t-shirt", "size": 100}).json()
+    facets = {f["value"]: f["products"] for f in body["facets"]["category"]}
+    assert facets == {"t-shirt": body["total_products"]} and body["total_products"] == len(body["hits"]) > 0
+    colours = {f["value"]: f["products"] for f in body["facets"]["color"]}
+    for colour, n in colours.items():
+        assert n == len({h["product_id"] for h in body["hits"] if colour in h["attributes"]["colors"]})
+
+
+def test_baseline_modes_ignore_the_filters(api):
+    client, _ = api
+    hybrid = client.get("/search", params={"q": "green t shirt with no prints", "size": 100}).json()
+    vector = client.get("/search", params={"q": "green t shirt with no prints", "size": 100, "mode": "vector"}).json()
+    assert vector["mode"] == "vector" and len(vector["hits"]) > len(hybrid["hits"])
+    assert client.get("/search", params={"q": "shirt", "mode": "image"}).status_code == 422
+
+
+def test_more_like_this_by_image_id_and_by_upload(api):
+    client, pipeline = api
+    source = client.get("/search", params={"q": "dress"}).json()["hits"][0]
+    similar = client.get("/similar", params={"image_id": source["image_id"]}).json()
+    assert similar["mode"] == "image" and similar["hits"]
+    assert source["product_id"] not in {h["product_id"] for h in similar["hits"]}
+    filtered = client.get("/similar", params={"image_id": source["image_id"], "q": "not red"}).json()
+    assert all("red" not in h["attributes"]["colors"] for h in filtered["hits"])
+    photo = pipeline.res["images"].read(source["s3_key"])
+    uploaded = client.post("/similar", files={"image": ("p.jpg", photo, "image/jpeg")}).json()
+    assert uploaded["hits"][0]["product_id"] == source["product_id"]  # the same photo is its own best match
+    assert client.get("/similar", params={"image_id": 999999999}).status_code == 404
+    bad = client.post("/similar", files={"image": ("p.jpg", b"%PDF-1.4", "application/pdf")})
+    assert bad.status_code == 422 and "not a usable image" in bad.json()["detail"]
+
+
 def test_search_page_is_served(api):
     client, _ = api
     r = client.get("/")
