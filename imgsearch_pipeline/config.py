@@ -46,6 +46,7 @@ class Settings(BaseModel):
     max_in_flight: int = Field(default=1, ge=1, le=64, description="provider calls at once")
     max_images_per_second: float | None = Field(default=None, gt=0)
     search_backend: Literal["opensearch", "postgres"] = "opensearch"
+    query_parser: Literal["rules", "llm"] = "rules"
 
     def require(self, name: str) -> str:
         value = getattr(self, name)
@@ -72,6 +73,7 @@ _ENV = {
     "max_in_flight": "IMGSEARCH_MAX_IN_FLIGHT",
     "max_images_per_second": "IMGSEARCH_MAX_IMAGES_PER_SECOND",
     "search_backend": "IMGSEARCH_SEARCH_BACKEND",
+    "query_parser": "IMGSEARCH_QUERY_PARSER",
 }
 _JSON = {"provider_options"}
 

@@ -51,7 +51,7 @@ def build_resources(settings: Settings) -> dict:
         "opensearch": opensearch,
         "analysis": analysis_provider,
         "search": SearchResource(opensearch=opensearch, postgres=postgres, analysis=analysis_provider,
-                                 backend=settings.search_backend),
+                                 backend=settings.search_backend, query_parser=settings.query_parser),
     }
 
 

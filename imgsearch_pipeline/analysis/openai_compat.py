@@ -118,32 +118,43 @@ class OpenAICompatibleProvider(VisionLLMProvider):
 
     def request_body(self, jpeg: bytes) -> dict[str, Any]:
         """The chat completion request for one prepared JPEG."""
-        text = USER_TEXT
-        if self.options.structured_output != "json_schema":  # otherwise the server holds the schema
-            text += " It must match this JSON schema: " + json.dumps(self.schema, separators=(",", ":"))
         image_url = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+        return self.chat_body(self.prompt, USER_TEXT, self.schema, SCHEMA_NAME,
+                              [{"type": "image_url", "image_url": {"url": image_url}}])
+
+    def chat_body(self, system: str, text: str, schema: dict, schema_name: str,
+                  extra_content: list[dict] | None = None) -> dict[str, Any]:
+        """A chat completion request asking for JSON under `schema`, in the configured structured-output mode."""
+        if self.options.structured_output != "json_schema":  # otherwise the server holds the schema
+            text += " It must match this JSON schema: " + json.dumps(schema, separators=(",", ":"))
         body: dict[str, Any] = {
             "model": self.options.model,
             "messages": [
-                {"role": "system", "content": self.prompt},
-                {"role": "user", "content": [{"type": "text", "text": text},
-                                             {"type": "image_url", "image_url": {"url": image_url}}]},
+                {"role": "system", "content": system},
+                {"role": "user", "content": [{"type": "text", "text": text}, *(extra_content or [])]},
             ],
             "temperature": 0,
             "max_tokens": self.options.max_tokens,
         }
         if self.options.structured_output == "json_schema":
             body["response_format"] = {"type": "json_schema",
-                                       "json_schema": {"name": SCHEMA_NAME, "schema": self.schema, "strict": False}}
+                                       "json_schema": {"name": schema_name, "schema": schema, "strict": False}}
         elif self.options.structured_output == "json_object":
             body["response_format"] = {"type": "json_object"}
         return body
 
     def ask(self, jpeg: bytes) -> str:
+        return self._post(self.request_body(jpeg))
+
+    def complete_json(self, system: str, text: str, schema: dict, name: str) -> str:
+        """A text-only request for JSON (the LLM query parser uses the same endpoint and error handling)."""
+        return self._post(self.chat_body(system, text, schema, name))
+
+    def _post(self, body: dict[str, Any]) -> str:
         key = self._api_key()
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         try:
-            response = self._client.post(self.url, json=self.request_body(jpeg), headers=headers)
+            response = self._client.post(self.url, json=body, headers=headers)
         except httpx.TimeoutException as e:
             raise TransientProviderError(
                 f"no answer from {self._where()} within timeout_s={self.options.timeout_s} ({type(e).__name__})"

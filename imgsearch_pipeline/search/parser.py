@@ -492,7 +492,7 @@ class _Parser:
         self._end_or_run()
         filters = _unique(self.filters)
         exclude = _unique(self.excludes)
-        warnings = self.warnings + _contradictions(filters, exclude)
+        warnings = self.warnings + contradictions(filters, exclude)
         has_print = None
         if self.print_yes and self.print_no:
             warnings.append(f"contradiction: {self.print_yes!r} and {self.print_no!r}; nothing can match")
@@ -523,7 +523,7 @@ def _unique(mentions: list[_Mention]) -> list[Clause]:
     return out
 
 
-def _contradictions(filters: list[Clause], exclude: list[Clause]) -> list[str]:
+def contradictions(filters: list[Clause], exclude: list[Clause]) -> list[str]:
     """A filter every value of which is excluded can match nothing: "red and not red", "maroon, not red"."""
     out = []
     for f in filters:

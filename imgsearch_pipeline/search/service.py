@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from imgsearch_pipeline.analysis.provider import AnalysisProvider
 from imgsearch_pipeline.search.backend import Mode, SearchBackend, SearchRequest
 from imgsearch_pipeline.search.parser import parse_query
@@ -35,12 +37,15 @@ class ImageNotFound(LookupError):
 class SearchService:
     """Parse, embed and retrieve on whichever backend is configured (OpenSearch or PostgreSQL)."""
 
-    def __init__(self, backend: SearchBackend, provider: AnalysisProvider, vocab: Vocabulary | None = None) -> None:
+    def __init__(self, backend: SearchBackend, provider: AnalysisProvider, vocab: Vocabulary | None = None,
+                 parser: Callable[[str], QueryPlan] | None = None) -> None:
         self.backend, self.provider = backend, provider
         self.vocab = vocab or get_vocabulary()
+        self._parse = parser or (lambda q: parse_query(q, self.vocab))
 
     def parse(self, query: str) -> QueryPlan:
-        return parse_query(query, self.vocab)
+        """The rule parser, or the configured LLM parser (which falls back to the rules by itself)."""
+        return self._parse(query)
 
     def search(self, query: str, size: int = 20, mode: Mode = "hybrid", facets: bool = True) -> SearchResponse:
         """`hybrid` is the product; `vector` and `keyword` rank the raw query over everything (baselines)."""
