@@ -18,7 +18,9 @@ from imgsearch_pipeline.analysis.colors import dominant_colors, foreground_mask
 from imgsearch_pipeline.analysis.describe import describe
 from imgsearch_pipeline.analysis.images import BadImage, decode_image
 from imgsearch_pipeline.analysis.models.efficientnet_lite import EfficientNetLite0, imagenet_classes
+from imgsearch_pipeline.analysis.models.efficientnet_lite import model_id as efficientnet_model_id
 from imgsearch_pipeline.analysis.models.minilm import MiniLM
+from imgsearch_pipeline.analysis.models.minilm import model_id as minilm_model_id
 from imgsearch_pipeline.analysis.provider import AnalysisFailure, AnalysisProvider
 from imgsearch_pipeline.analysis.texture import classify_pattern
 from imgsearch_pipeline.analysis.types import ImageAnalysis
@@ -84,8 +86,7 @@ class BuiltinProvider(AnalysisProvider):
 
     @cached_property
     def model_version(self) -> str:
-        return (f"builtin-{LOGIC_VERSION}+{self.image_model.model_id}+{self.text_model.model_id}"
-                f"+vocab.{self.vocab.version}")
+        return f"builtin-{LOGIC_VERSION}+{efficientnet_model_id()}+{minilm_model_id()}+vocab.{self.vocab.version}"
 
     @property
     def image_dim(self) -> int:

@@ -28,6 +28,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from imgsearch_pipeline.analysis.builtin import BuiltinProvider
+from imgsearch_pipeline.analysis.models.efficientnet_lite import model_id as efficientnet_model_id
+from imgsearch_pipeline.analysis.models.minilm import model_id as minilm_model_id
 from imgsearch_pipeline.analysis.provider import ProviderConfigurationError
 from imgsearch_pipeline.analysis.retry import TransientProviderError
 from imgsearch_pipeline.analysis.types import ImageAnalysis
@@ -101,10 +103,9 @@ class OpenAICompatibleProvider(VisionLLMProvider):
 
     @cached_property
     def model_version(self) -> str:
-        local = self._local_models()
         model = _UNSAFE_IN_VERSION.sub("-", self.options.model).strip("-")
-        return (f"openai-{LOGIC_VERSION}+{model}+prompt.{self.prompt_version}+{local.image_model.model_id}"
-                f"+{local.text_model.model_id}+vocab.{self.vocab.version}")
+        return (f"openai-{LOGIC_VERSION}+{model}+prompt.{self.prompt_version}+{efficientnet_model_id()}"
+                f"+{minilm_model_id()}+vocab.{self.vocab.version}")
 
     @property
     def image_dim(self) -> int:

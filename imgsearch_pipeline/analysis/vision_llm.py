@@ -93,11 +93,11 @@ class VisionLLMProvider(AnalysisProvider):
             return AnalysisFailure(str(e))
         try:
             answer = self.ask(jpeg)
+            analysis, _ = parse_answer(answer, self.model_version)
+            if isinstance(analysis, AnalysisFailure):
+                return analysis
+            image_vec, text_vec = self.embed(jpeg, analysis)
         except PermanentProviderError as e:
             return AnalysisFailure(f"refused by {self.name}: {e}")
-        analysis, _ = parse_answer(answer, self.model_version)
-        if isinstance(analysis, AnalysisFailure):
-            return analysis
-        image_vec, text_vec = self.embed(jpeg, analysis)
         return analysis.model_copy(update={"image_embedding": [float(x) for x in image_vec],
                                            "text_embedding": [float(x) for x in text_vec]})

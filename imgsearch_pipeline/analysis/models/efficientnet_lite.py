@@ -16,6 +16,7 @@ import pickle
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -289,6 +290,12 @@ def preprocess(image: Image.Image) -> np.ndarray:
     return np.asarray(image)
 
 
+@cache
+def model_id() -> str:
+    """Identifies the weights without loading them (cheap enough for Dagster code versions)."""
+    return f"efficientnet-lite0@{file_sha256(weights_path())[:8]}"
+
+
 class EfficientNetLite0:
     """Image embedding (1280-d pooled feature) and ImageNet logits for PIL images."""
 
@@ -297,7 +304,7 @@ class EfficientNetLite0:
     ) -> None:
         weights = weights_path()
         digest = file_sha256(weights)
-        self.model_id = f"efficientnet-lite0@{digest[:8]}"
+        self.model_id = model_id()
         self.batch_size = batch_size
         name = f"efficientnet-lite0-{digest[:16]}-b{BUILDER_VERSION}"
         self.onnx_path = cached_onnx(cache_dir, name, lambda: build_model(weights))

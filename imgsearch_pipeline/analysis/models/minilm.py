@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -171,6 +172,12 @@ def build_model(directory: Path) -> onnx.ModelProto:
     return _GraphBuilder(weights, cfg).build()
 
 
+@cache
+def model_id() -> str:
+    """Identifies the weights without loading them (cheap enough for Dagster code versions)."""
+    return f"all-MiniLM-L6-v2@{file_sha256(model_dir() / 'model.safetensors')[:8]}"
+
+
 class MiniLM:
     """384-d, L2-normalised sentence embeddings, equal to sentence-transformers' all-MiniLM-L6-v2."""
 
@@ -181,7 +188,7 @@ class MiniLM:
     ) -> None:
         directory = model_dir()
         digest = file_sha256(directory / "model.safetensors")
-        self.model_id = f"all-MiniLM-L6-v2@{digest[:8]}"
+        self.model_id = model_id()
         self.batch_size = batch_size
         self.max_length = json.loads((directory / "sentence_bert_config.json").read_text())["max_seq_length"]
         # tokenizer.json pads to a fixed 128 and truncates at 128; batches are padded here instead.
