@@ -47,6 +47,8 @@ class Settings(BaseModel):
     max_images_per_second: float | None = Field(default=None, gt=0)
     search_backend: Literal["opensearch", "postgres"] = "opensearch"
     query_parser: Literal["rules", "llm"] = "rules"
+    sqs_queue_url: str | None = Field(default=None, description="S3 event notification queue: enables s3_event_sensor")
+    sqs_endpoint_url: str | None = Field(default=None, description="None: s3_endpoint_url (moto serves SQS too)")
 
     def require(self, name: str) -> str:
         value = getattr(self, name)
@@ -74,6 +76,8 @@ _ENV = {
     "max_images_per_second": "IMGSEARCH_MAX_IMAGES_PER_SECOND",
     "search_backend": "IMGSEARCH_SEARCH_BACKEND",
     "query_parser": "IMGSEARCH_QUERY_PARSER",
+    "sqs_queue_url": "IMGSEARCH_SQS_QUEUE_URL",
+    "sqs_endpoint_url": "IMGSEARCH_SQS_ENDPOINT_URL",
 }
 _JSON = {"provider_options"}
 

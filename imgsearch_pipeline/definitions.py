@@ -6,10 +6,15 @@ local stack's state file, so `dagster dev` and the CLI always talk to the same s
 
 from __future__ import annotations
 
-from dagster import Definitions, load_assets_from_modules
+from dagster import (
+    AssetSelection,
+    AutomationConditionSensorDefinition,
+    DefaultSensorStatus,
+    Definitions,
+    map_asset_specs,
+)
 from dagster_aws.s3 import S3Resource
 
-from imgsearch_pipeline import assets
 from imgsearch_pipeline.assets import analysis, inventory, search_index
 from imgsearch_pipeline.config import Settings, load_settings
 from imgsearch_pipeline.jobs import ingest_job, rebuild_index_job, replay_failures_job
@@ -20,7 +25,15 @@ from imgsearch_pipeline.resources import (
     PostgresResource,
     SearchResource,
 )
+from imgsearch_pipeline.resources.queue import SqsQueueResource
 from imgsearch_pipeline.sensors.new_images import new_images_sensor
+from imgsearch_pipeline.sensors.s3_events import s3_event_sensor
+
+# Dagster's built-in automation sensor starts stopped; this one runs, so model upgrades reprocess by themselves.
+automation_sensor = AutomationConditionSensorDefinition(
+    "model_upgrade_automation", target=AssetSelection.all(), default_status=DefaultSensorStatus.RUNNING,
+    description="Reprocesses partitions made stale by a new model version, and follows new upstream data.",
+)
 
 
 def build_resources(settings: Settings) -> dict:
@@ -45,7 +58,7 @@ def build_resources(settings: Settings) -> dict:
         max_images_per_second=settings.max_images_per_second,
     )
     postgres = PostgresResource(dsn=settings.postgres_dsn or "")
-    return {
+    resources = {
         "postgres": postgres,
         "images": ImageStoreResource(s3=s3, bucket=settings.s3_bucket),
         "opensearch": opensearch,
@@ -53,14 +66,31 @@ def build_resources(settings: Settings) -> dict:
         "search": SearchResource(opensearch=opensearch, postgres=postgres, analysis=analysis_provider,
                                  backend=settings.search_backend, query_parser=settings.query_parser),
     }
+    if settings.sqs_queue_url:
+        sqs_endpoint = settings.sqs_endpoint_url or settings.s3_endpoint_url
+        resources["s3_event_queue"] = SqsQueueResource(
+            queue_url=settings.sqs_queue_url,
+            endpoint_url=sqs_endpoint,
+            aws_access_key_id="imgsearch" if sqs_endpoint else None,
+            aws_secret_access_key="imgsearch" if sqs_endpoint else None,
+        )
+    return resources
 
 
 def build_definitions(settings: Settings) -> Definitions:
+    resources = build_resources(settings)
+    # Everything derived from the model carries its model_version as code version: after an upgrade the UI shows
+    # exactly those partitions as stale, and the automation sensor reprocesses them.
+    model_version = resources["analysis"].get().model_version
+    model_assets = map_asset_specs(lambda spec: spec.replace_attributes(code_version=model_version),
+                                   [analysis.image_attributes_and_embeddings, analysis.image_analysis,
+                                    search_index.search_index])
     return Definitions(
-        assets=load_assets_from_modules([assets, inventory, analysis, search_index]),
+        assets=[inventory.image_inventory, *model_assets],
         jobs=[ingest_job, rebuild_index_job, replay_failures_job],
-        sensors=[new_images_sensor],
-        resources=build_resources(settings),
+        # The event-driven sensor exists only where a queue is configured (its ticks need the queue resource).
+        sensors=[new_images_sensor, automation_sensor, *([s3_event_sensor] if "s3_event_queue" in resources else [])],
+        resources=resources,
     )
 
 

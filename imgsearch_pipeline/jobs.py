@@ -1,6 +1,9 @@
 """Jobs: ingest a prefix partition end to end, and rebuild the search index from Postgres alone."""
 
 
+import time
+from collections.abc import Iterator
+
 from dagster import AssetSelection, OpExecutionContext, define_asset_job, job, op
 
 from imgsearch_pipeline.resources import AnalysisProviderResource, OpenSearchResource, PostgresResource
@@ -32,13 +35,28 @@ def rebuild_search_index(
     client = opensearch.client()
     with postgres.connect() as conn:
         expected = pg.count_index_rows(conn, provider.model_version)
+        complete = pg.images_missing_version(conn, provider.model_version) == 0
         context.log.info(f"rebuilding from {expected} analysed images ({provider.model_version})")
+        rows = _progress(pg.iter_index_rows(conn, provider.model_version), expected, context)
         name, indexed = osx.rebuild(client, opensearch.alias, opensearch.index_base(provider.model_version),
-                                    provider.image_dim, provider.text_dim,
-                                    pg.iter_index_rows(conn, provider.model_version))
-    context.log.info(f"index {name} holds {indexed} documents; alias {opensearch.alias} -> {name}")
+                                    provider.image_dim, provider.text_dim, rows, take_alias=complete)
+    context.log.info(f"index {name} holds {indexed} documents; alias {opensearch.alias} -> "
+                     f"{osx.alias_target(client, opensearch.alias)}")
     if indexed != expected:
         raise RuntimeError(f"rebuild indexed {indexed} documents but Postgres holds {expected}")
+
+
+def _progress(rows: Iterator[dict], expected: int, context: OpExecutionContext, every: int = 10_000) -> Iterator[dict]:
+    """Pass rows through, logging how far the rebuild has come (visible live in the run's log)."""
+    started = time.monotonic()
+    n = 0
+    for n, row in enumerate(rows, start=1):
+        if n % every == 0:
+            rate = n / max(time.monotonic() - started, 1e-6)
+            context.log.info(f"rebuild progress: {n}/{expected} documents ({100 * n / max(expected, 1):.0f}%, "
+                             f"{rate:.0f} docs/s)")
+        yield row
+    context.log.info(f"rebuild progress: {n}/{expected} documents read from Postgres")
 
 
 @job(description="Rebuild the OpenSearch index from Postgres alone, without re-running any model.")

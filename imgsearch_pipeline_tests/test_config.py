@@ -37,3 +37,13 @@ def test_bad_settings_fail_at_start_up_with_the_variable_named(tmp_path, monkeyp
     monkeypatch.setenv("IMGSEARCH_MAX_IN_FLIGHT", "0")
     with pytest.raises(ValidationError, match="max_in_flight"):
         load_settings(tmp_path)
+
+
+def test_the_event_sensor_exists_only_with_a_queue(tmp_path, monkeypatch):
+    from imgsearch_pipeline.definitions import build_definitions
+
+    assert "s3_event_sensor" not in {s.name for s in build_definitions(load_settings(tmp_path)).sensors}
+    monkeypatch.setenv("IMGSEARCH_SQS_QUEUE_URL", "http://127.0.0.1:1/123456789012/events")
+    defs = build_definitions(load_settings(tmp_path))
+    assert "s3_event_sensor" in {s.name for s in defs.sensors}
+    assert defs.resources["s3_event_queue"].queue_url.endswith("/events")

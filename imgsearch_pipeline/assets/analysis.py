@@ -13,6 +13,7 @@ from dagster import (
     AssetIn,
     AssetKey,
     AssetOut,
+    AutomationCondition,
     Config,
     MaterializeResult,
     MetadataValue,
@@ -37,11 +38,17 @@ class AnalysisRunConfig(Config):
     """Also retry images whose current bytes failed permanently (the replay of the dead-letter records)."""
 
 
+# A new model version (code_version, set from the provider's model_version in definitions.py) makes every
+# analysed partition stale and the automation sensor reprocesses exactly those (never-materialized partitions
+# are the ingest's business, not the upgrade's); new upstream data is picked up eagerly.
+REPROCESS = (AutomationCondition.code_version_changed() & ~AutomationCondition.missing()) | AutomationCondition.eager()
+
+
 @multi_asset(
     outs={
-        "image_attributes": AssetOut(kinds={"python", "pandas"}, group_name="analysis",
+        "image_attributes": AssetOut(kinds={"python", "pandas"}, group_name="analysis", automation_condition=REPROCESS,
                                      description="Category, colours, pattern, print, description per image."),
-        "image_embeddings": AssetOut(kinds={"python", "numpy"}, group_name="analysis",
+        "image_embeddings": AssetOut(kinds={"python", "numpy"}, group_name="analysis", automation_condition=REPROCESS,
                                      description="Image and text vectors per image."),
     },
     deps=[AssetKey("image_inventory")],
@@ -94,6 +101,7 @@ def _preview(attributes: pd.DataFrame, rows: int = 10) -> MetadataValue:
     partitions_def=image_prefixes,
     kinds={"postgres"},
     group_name="analysis",
+    automation_condition=REPROCESS,
     description="Validated analyses in Postgres (image_analysis), failures recorded on product_images.",
 )
 def image_analysis(

@@ -5,6 +5,7 @@ import os
 
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
+from imgsearch_pipeline.assets.analysis import REPROCESS
 from imgsearch_pipeline.partitions import image_prefixes
 from imgsearch_pipeline.resources import AnalysisProviderResource, OpenSearchResource, PostgresResource
 from imgsearch_pipeline.storage import opensearch as osx
@@ -16,6 +17,7 @@ from imgsearch_pipeline.storage import postgres as pg
     partitions_def=image_prefixes,
     kinds={"opensearch"},
     group_name="search",
+    automation_condition=REPROCESS,
     description="OpenSearch documents for the partition's analysed images (index per model version, behind an alias).",
 )
 def search_index(
@@ -31,12 +33,22 @@ def search_index(
     with postgres.connect() as conn:
         indexed = osx.bulk_index(client, index, pg.iter_index_rows(conn, provider.model_version, context.partition_key))
         removed = osx.delete_documents(client, index, pg.image_ids_not_live(conn, context.partition_key))
+        missing = pg.images_missing_version(conn, provider.model_version)
+    serving = osx.alias_target(client, opensearch.alias)
+    if serving != index and missing == 0:
+        # A new model version's index takes over only once it covers the whole catalogue: search never sees
+        # half a catalogue, old and new versions never mix.
+        osx.switch_alias(client, opensearch.alias, index)
+        context.log.info(f"model version complete: alias {opensearch.alias} switched from {serving} to {index}")
+        serving = index
     total = osx.count(client, index)
     return MaterializeResult(metadata={
         "indexed": indexed,
         "removed": removed,
         "index": index,
         "alias": opensearch.alias,
+        "alias_serves": serving,
+        "images_missing_this_version": missing,
         "index_documents": total,
         "search_page": MetadataValue.url(os.environ.get("IMGSEARCH_SEARCH_URL", "http://127.0.0.1:8000/")),
     })

@@ -165,10 +165,11 @@ def delete_documents(client: OpenSearch, index: str, image_ids: Iterable[int]) -
 
 
 def rebuild(client: OpenSearch, alias: str, base: str, image_dim: int, text_dim: int,
-            rows: Iterable[dict]) -> tuple[str, int]:
+            rows: Iterable[dict], take_alias: bool = False) -> tuple[str, int]:
     """Fill a fresh generation from `rows`, swap the alias onto it in one step, drop older generations.
 
-    Searches keep using the old generation until the new one is complete (or forever, if this fails).
+    Searches keep using the old generation until the new one is complete (or forever, if this fails). An alias
+    serving another model version moves only with `take_alias` (that version's analyses cover the catalogue).
     """
     gens = generations(client, base)
     name = f"{base}-g{(gens[-1] + 1) if gens else 1}"
@@ -180,7 +181,7 @@ def rebuild(client: OpenSearch, alias: str, base: str, image_dim: int, text_dim:
         client.indices.delete(index=name, ignore_unavailable=True)
         raise
     current = alias_target(client, alias)
-    if current is None or current.startswith(f"{base}-g"):
+    if take_alias or current is None or current.startswith(f"{base}-g"):
         switch_alias(client, alias, name)
     for g in gens:
         client.indices.delete(index=f"{base}-g{g}", ignore_unavailable=True)

@@ -360,3 +360,18 @@ def image_ids_not_live(conn: psycopg.Connection, partition_key: str) -> list[int
 
 def count_index_rows(conn: psycopg.Connection, model_version: str) -> int:
     return conn.execute(f"SELECT count(*) AS n FROM ({_DOC_SQL}) t", (model_version,)).fetchone()["n"]
+
+
+def images_missing_version(conn: psycopg.Connection, model_version: str) -> int:
+    """Live images the model version has neither analysed nor recorded as failed, for their current bytes.
+
+    Zero means the version covers the whole catalogue: its index may take over the alias.
+    """
+    return conn.execute(
+        "SELECT count(*) AS n FROM product_images i WHERE i.status <> 'deleted' "
+        "AND NOT EXISTS (SELECT 1 FROM image_analysis a WHERE a.image_id = i.image_id "
+        "AND a.model_version = %(v)s AND a.content_hash = i.content_hash) "
+        "AND NOT EXISTS (SELECT 1 FROM analysis_failures f WHERE f.image_id = i.image_id "
+        "AND f.model_version = %(v)s AND f.content_hash = i.content_hash)",
+        {"v": model_version},
+    ).fetchone()["n"]
