@@ -17,7 +17,7 @@ from dagster_aws.s3 import S3Resource
 
 from imgsearch_pipeline.assets import analysis, inventory, search_index
 from imgsearch_pipeline.config import Settings, load_settings
-from imgsearch_pipeline.jobs import ingest_job, rebuild_index_job, replay_failures_job
+from imgsearch_pipeline.jobs import backfill_job, ingest_job, rebuild_index_job, replay_failures_job
 from imgsearch_pipeline.resources import (
     AnalysisProviderResource,
     ImageStoreResource,
@@ -25,6 +25,7 @@ from imgsearch_pipeline.resources import (
     PostgresResource,
     SearchResource,
 )
+from imgsearch_pipeline.resources.frames import PartitionedFramesIOManager
 from imgsearch_pipeline.resources.queue import SqsQueueResource
 from imgsearch_pipeline.sensors.new_images import new_images_sensor
 from imgsearch_pipeline.sensors.s3_events import s3_event_sensor
@@ -59,6 +60,7 @@ def build_resources(settings: Settings) -> dict:
     )
     postgres = PostgresResource(dsn=settings.postgres_dsn or "")
     resources = {
+        "frames_io_manager": PartitionedFramesIOManager(),
         "postgres": postgres,
         "images": ImageStoreResource(s3=s3, bucket=settings.s3_bucket),
         "opensearch": opensearch,
@@ -87,7 +89,7 @@ def build_definitions(settings: Settings) -> Definitions:
                                     search_index.search_index])
     return Definitions(
         assets=[inventory.image_inventory, *model_assets],
-        jobs=[ingest_job, rebuild_index_job, replay_failures_job],
+        jobs=[ingest_job, backfill_job, rebuild_index_job, replay_failures_job],
         # The event-driven sensor exists only where a queue is configured (its ticks need the queue resource).
         sensors=[new_images_sensor, automation_sensor, *([s3_event_sensor] if "s3_event_queue" in resources else [])],
         resources=resources,

@@ -10,15 +10,29 @@ from imgsearch_pipeline.resources import AnalysisProviderResource, OpenSearchRes
 from imgsearch_pipeline.storage import opensearch as osx
 from imgsearch_pipeline.storage import postgres as pg
 
+# Runs that call the analysis provider share a quota (dagster.yaml: tag_concurrency_limits on this tag).
+PROVIDER_TAGS = {"imgsearch/provider": "analysis"}
+
 ingest_job = define_asset_job(
     "ingest_partition",
     selection=AssetSelection.groups("ingest", "analysis", "search"),
+    tags=PROVIDER_TAGS,
     description="Inventory, analyse and index one S3 prefix.",
+)
+
+backfill_job = define_asset_job(
+    "backfill",
+    selection=AssetSelection.groups("ingest", "analysis", "search"),
+    tags=PROVIDER_TAGS,
+    config={"ops": {"image_attributes_and_embeddings": {"config": {"batch_inference": True}}}},
+    description="The one-time backfill: launch it over many prefixes; runs take up to 8 prefixes each "
+                "(BackfillPolicy) and use the provider's batch path (Bedrock Batch Inference; builtin: chunked).",
 )
 
 replay_failures_job = define_asset_job(
     "replay_failures",
     selection=AssetSelection.groups("analysis", "search"),
+    tags=PROVIDER_TAGS,
     config={"ops": {"image_attributes_and_embeddings": {"config": {"replay_failed": True}}}},
     description="Retry a partition's images that failed permanently (after a fix), then re-index it.",
 )

@@ -23,10 +23,10 @@ from imgsearch_pipeline.analysis.retry import (
 )
 from imgsearch_pipeline.analysis.types import ImageAnalysis
 
-ATTRIBUTE_COLUMNS = ["image_id", "content_hash", "s3_key", "status", "error", "retryable", "category",
-                     "category_confidence",
-                     "colors", "color_coverage", "pattern", "has_print", "attributes", "description", "model_version"]
-EMBEDDING_COLUMNS = ["image_id", "image_embedding", "text_embedding"]
+ATTRIBUTE_COLUMNS = ["image_id", "partition_key", "content_hash", "s3_key", "status", "error", "retryable",
+                     "category", "category_confidence", "colors", "color_coverage", "pattern", "has_print",
+                     "attributes", "description", "model_version"]
+EMBEDDING_COLUMNS = ["image_id", "partition_key", "image_embedding", "text_embedding"]
 
 
 def _read_batches(todo: Sequence[dict], read: Callable[[str], bytes], batch_size: int,
@@ -111,19 +111,26 @@ def analyse_images(todo: Sequence[dict], read: Callable[[str], bytes], provider:
             size = provider.call_size or len(readable) or 1
             chunks = [[data for _, data in readable[i:i + size]] for i in range(0, len(readable), size)]
             results = [r for out in calls.map(call, chunks) for r in out]
-            for (row, _), result in zip(readable, results, strict=True):
-                if isinstance(result, ImageAnalysis):
-                    attrs.append(_analysed(row, result))
-                    vecs.append({"image_id": row["image_id"], "image_embedding": result.image_embedding,
-                                 "text_embedding": result.text_embedding})
-                else:
-                    attrs.append(_failed(row, result, provider))
+            collect([row for row, _ in readable], results, provider, attrs, vecs)
     return pd.DataFrame(attrs, columns=ATTRIBUTE_COLUMNS), pd.DataFrame(vecs, columns=EMBEDDING_COLUMNS)
+
+
+def collect(rows: Sequence[dict], results: Sequence[ImageAnalysis | AnalysisFailure], provider: AnalysisProvider,
+            attrs: list[dict], vecs: list[dict]) -> None:
+    """Append one attribute row per image (analysed or failed) and one vector row per analysed image."""
+    for row, result in zip(rows, results, strict=True):
+        if isinstance(result, ImageAnalysis):
+            attrs.append(_analysed(row, result))
+            vecs.append({"image_id": row["image_id"], "partition_key": row.get("partition_key"),
+                         "image_embedding": result.image_embedding, "text_embedding": result.text_embedding})
+        else:
+            attrs.append(_failed(row, result, provider))
 
 
 def _analysed(row: dict, a: ImageAnalysis) -> dict:
     return {
-        "image_id": row["image_id"], "content_hash": row["content_hash"], "s3_key": row["s3_key"],
+        "image_id": row["image_id"], "partition_key": row.get("partition_key"),
+        "content_hash": row["content_hash"], "s3_key": row["s3_key"],
         "status": "analysed", "error": None, "retryable": None, "category": a.category,
         "category_confidence": a.category_confidence,
         "colors": a.color_ids, "color_coverage": [c.coverage for c in a.colors], "pattern": a.pattern,
@@ -134,7 +141,8 @@ def _analysed(row: dict, a: ImageAnalysis) -> dict:
 
 def _failed(row: dict, failure: AnalysisFailure, provider: AnalysisProvider) -> dict:
     return {
-        "image_id": row["image_id"], "content_hash": row["content_hash"], "s3_key": row["s3_key"],
+        "image_id": row["image_id"], "partition_key": row.get("partition_key"),
+        "content_hash": row["content_hash"], "s3_key": row["s3_key"],
         "status": "failed", "error": failure.reason, "retryable": failure.retryable, "category": None,
         "category_confidence": None, "colors": [],
         "color_coverage": [], "pattern": None, "has_print": None, "attributes": {}, "description": "",

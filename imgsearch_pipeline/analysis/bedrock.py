@@ -247,6 +247,12 @@ class BedrockProvider(VisionLLMProvider):
             return np.zeros((0, self.options.embedding_dim), dtype=np.float32)
         return np.stack([self._titan(self.titan_body(text=t)) for t in texts])
 
+    def run_batch(self, items: Sequence[tuple[str, bytes]], s3_client: Any, **options: Any) -> dict:
+        """The one-time backfill through Bedrock Batch Inference (see bedrock_batch.run_batch)."""
+        from imgsearch_pipeline.analysis.bedrock_batch import run_batch  # it imports this module
+
+        return run_batch(self, items, s3_client, **options)
+
     def embed_image(self, data: bytes) -> np.ndarray:
         return self._titan(self.titan_body(image=prepare_image(data)))
 

@@ -53,7 +53,7 @@ from imgsearch_pipeline.analysis.bedrock import (
     ProviderConfigurationError,
 )
 from imgsearch_pipeline.analysis.images import BadImage
-from imgsearch_pipeline.analysis.provider import AnalysisFailure
+from imgsearch_pipeline.analysis.provider import AnalysisFailure, BatchTooSmall
 from imgsearch_pipeline.analysis.retry import RetriesExhausted, RetryPolicy, call_with_retry, is_transient
 from imgsearch_pipeline.analysis.types import ImageAnalysis
 from imgsearch_pipeline.analysis.vision_llm import PermanentProviderError, prepare_image
@@ -80,10 +80,6 @@ class BatchQuotas(BaseModel):
     max_records_per_job: int = Field(default=50_000, ge=1)
     max_file_bytes: int = Field(default=1_000_000_000, ge=1)
     max_job_bytes: int = Field(default=5_000_000_000, ge=1)
-
-
-class BatchTooSmall(ValueError):
-    """Fewer records than a batch job accepts: analyse these images on demand instead."""
 
 
 class BatchJobFailed(RuntimeError):

@@ -31,6 +31,10 @@ class ProviderConfigurationError(RuntimeError):
     retry can fix it and recording it against every image would only hide the cause."""
 
 
+class BatchTooSmall(ValueError):
+    """A provider's batch path refuses this few images (a job minimum): analyse them with ordinary calls."""
+
+
 class AnalysisProvider(ABC):
     """Image bytes in, vocabulary-validated analyses out.
 

@@ -6,6 +6,7 @@ One provider pass yields both `image_attributes` and `image_embeddings` (a multi
 
 
 import time
+from typing import Any
 
 import pandas as pd
 from dagster import (
@@ -14,6 +15,7 @@ from dagster import (
     AssetKey,
     AssetOut,
     AutomationCondition,
+    BackfillPolicy,
     Config,
     MaterializeResult,
     MetadataValue,
@@ -25,17 +27,24 @@ from dagster import (
     multi_asset,
 )
 
-from imgsearch_pipeline.analysis.batch import analyse_images
+from imgsearch_pipeline.analysis.batch import ATTRIBUTE_COLUMNS, EMBEDDING_COLUMNS, analyse_images, collect
+from imgsearch_pipeline.analysis.provider import BatchTooSmall
 from imgsearch_pipeline.analysis.types import ImageAnalysis
 from imgsearch_pipeline.partitions import image_prefixes
 from imgsearch_pipeline.resources import AnalysisProviderResource, ImageStoreResource, PostgresResource
 from imgsearch_pipeline.storage import postgres as pg
 from imgsearch_pipeline.vocab import get_vocabulary
 
+# A backfill over many prefixes runs a few partitions per run: one model session and, for Bedrock, one batch
+# job serve several prefixes, while a failure still only costs a handful of partitions.
+BACKFILL = BackfillPolicy.multi_run(max_partitions_per_run=8)
+
 
 class AnalysisRunConfig(Config):
     replay_failed: bool = False
     """Also retry images whose current bytes failed permanently (the replay of the dead-letter records)."""
+    batch_inference: bool = False
+    """Use the provider's batch path (Bedrock Batch Inference) for the one-time backfill; others run chunked."""
 
 
 # A new model version (code_version, set from the provider's model_version in definitions.py) makes every
@@ -47,12 +56,15 @@ REPROCESS = (AutomationCondition.code_version_changed() & ~AutomationCondition.m
 @multi_asset(
     outs={
         "image_attributes": AssetOut(kinds={"python", "pandas"}, group_name="analysis", automation_condition=REPROCESS,
+                                     io_manager_key="frames_io_manager",
                                      description="Category, colours, pattern, print, description per image."),
         "image_embeddings": AssetOut(kinds={"python", "numpy"}, group_name="analysis", automation_condition=REPROCESS,
+                                     io_manager_key="frames_io_manager",
                                      description="Image and text vectors per image."),
     },
     deps=[AssetKey("image_inventory")],
     partitions_def=image_prefixes,
+    backfill_policy=BACKFILL,
 )
 def image_attributes_and_embeddings(
     context: AssetExecutionContext,
@@ -62,27 +74,52 @@ def image_attributes_and_embeddings(
     analysis: AnalysisProviderResource,
 ):
     provider = analysis.get()
+    keys = context.partition_keys
     with postgres.connect() as conn:
         if config.replay_failed:
-            released = pg.release_failures(conn, context.partition_key)
-            context.log.info(f"replaying recorded failures of {', '.join(released) or 'no partition'}")
-        todo = pg.images_to_analyse(conn, context.partition_key, provider.model_version)
-    context.log.info(f"{len(todo)} images to analyse with {provider.model_version}")
+            for key in keys:
+                released = pg.release_failures(conn, key)
+                context.log.info(f"replaying recorded failures of {', '.join(released) or 'no partition'}")
+        todo = [{**row, "partition_key": key} for key in keys
+                for row in pg.images_to_analyse(conn, key, provider.model_version)]
+    context.log.info(f"{len(todo)} images of {len(keys)} partition(s) to analyse with {provider.model_version}")
     started = time.perf_counter()
-    attributes, embeddings = analyse_images(todo, images.read, provider, batch_size=analysis.batch_size,
-                                            retry=analysis.retry_policy(), pacer=analysis.pacer(),
-                                            max_in_flight=analysis.max_in_flight)
+    if config.batch_inference and hasattr(provider, "run_batch") and todo:
+        attributes, embeddings = _batch_inference(context, provider, todo, images, analysis)
+    else:
+        attributes, embeddings = analyse_images(todo, images.read, provider, batch_size=analysis.batch_size,
+                                                retry=analysis.retry_policy(), pacer=analysis.pacer(),
+                                                max_in_flight=analysis.max_in_flight)
     elapsed = time.perf_counter() - started
     failed = int((attributes["status"] == "failed").sum()) if len(attributes) else 0
     meta = {
         "analysed": len(attributes) - failed,
         "failed": failed,
+        "partitions": len(keys),
         "model_version": provider.model_version,
         "seconds_per_image": round(elapsed / max(1, len(todo)), 4),
+        "images_per_second": round(len(todo) / max(elapsed, 1e-9), 1),
     }
     yield Output(attributes, output_name="image_attributes", metadata=meta | {"preview": _preview(attributes)})
     yield Output(embeddings, output_name="image_embeddings",
                  metadata={"vectors": len(embeddings), "image_dim": provider.image_dim, "text_dim": provider.text_dim})
+
+
+def _batch_inference(context: AssetExecutionContext, provider, todo: list[dict], images: ImageStoreResource,
+                     analysis: AnalysisProviderResource) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The provider's batch path; a set below the job minimum goes through the ordinary calls instead."""
+    items = [(str(row["image_id"]), images.read(row["s3_key"])) for row in todo]
+    try:
+        results = provider.run_batch(items, images.client(), retry=analysis.retry_policy())
+    except BatchTooSmall as e:
+        context.log.info(f"{e}; analysing on demand instead")
+        return analyse_images(todo, images.read, provider, batch_size=analysis.batch_size,
+                              retry=analysis.retry_policy(), pacer=analysis.pacer(),
+                              max_in_flight=analysis.max_in_flight)
+    attrs: list[dict] = []
+    vecs: list[dict] = []
+    collect(todo, [results[str(row["image_id"])] for row in todo], provider, attrs, vecs)
+    return pd.DataFrame(attrs, columns=ATTRIBUTE_COLUMNS), pd.DataFrame(vecs, columns=EMBEDDING_COLUMNS)
 
 
 def _preview(attributes: pd.DataFrame, rows: int = 10) -> MetadataValue:
@@ -102,16 +139,18 @@ def _preview(attributes: pd.DataFrame, rows: int = 10) -> MetadataValue:
     kinds={"postgres"},
     group_name="analysis",
     automation_condition=REPROCESS,
+    backfill_policy=BACKFILL,
     description="Validated analyses in Postgres (image_analysis), failures recorded on product_images.",
 )
 def image_analysis(
     context: AssetExecutionContext,
     postgres: PostgresResource,
     analysis: AnalysisProviderResource,
-    image_attributes: pd.DataFrame,
-    image_embeddings: pd.DataFrame,
+    image_attributes: Any,  # a DataFrame, or one per partition when a backfill run spans several
+    image_embeddings: Any,
 ) -> MaterializeResult:
     vocab = get_vocabulary()
+    image_attributes, image_embeddings = _one_frame(image_attributes), _one_frame(image_embeddings)
     ok = image_attributes[image_attributes["status"] == "analysed"] if len(image_attributes) else image_attributes
     bad = image_attributes[image_attributes["status"] == "failed"] if len(image_attributes) else image_attributes
     vectors = image_embeddings.set_index("image_id") if len(image_embeddings) else image_embeddings
@@ -129,10 +168,13 @@ def image_analysis(
         )))
     failures = [pg.Failure(image_id=int(r["image_id"]), content_hash=r["content_hash"], reason=r["error"],
                            retryable=bool(r["retryable"])) for r in bad.to_dict("records")]
+    counts: dict[str, int] = {}
     with postgres.connect() as conn:
         saved = pg.save_analyses(conn, rows, vocab.version)
         pg.mark_failed(conn, failures, analysis.get().model_version)
-        counts = pg.status_counts(conn, context.partition_key)
+        for key in context.partition_keys:
+            for status, n in pg.status_counts(conn, key).items():
+                counts[status] = counts.get(status, 0) + n
     for f in failures[:20]:
         context.log.warning(f"image {f.image_id} failed{' (will retry)' if f.retryable else ''}: {f.reason}")
     return MaterializeResult(metadata={
@@ -141,3 +183,11 @@ def image_analysis(
         "vocab_version": vocab.version,
         **{f"status_{k}": v for k, v in sorted(counts.items())},
     })
+
+
+def _one_frame(value: pd.DataFrame | dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """A run over several partitions loads one frame per partition: they are analysed as one."""
+    if isinstance(value, dict):
+        frames = [f for f in value.values() if len(f)]
+        return pd.concat(frames, ignore_index=True) if frames else next(iter(value.values()))
+    return value

@@ -2,14 +2,23 @@
 
 
 import os
+import re
+from urllib.parse import quote
 
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
-from imgsearch_pipeline.assets.analysis import REPROCESS
+from imgsearch_pipeline.assets.analysis import BACKFILL, REPROCESS
 from imgsearch_pipeline.partitions import image_prefixes
 from imgsearch_pipeline.resources import AnalysisProviderResource, OpenSearchResource, PostgresResource
 from imgsearch_pipeline.storage import opensearch as osx
 from imgsearch_pipeline.storage import postgres as pg
+
+
+def search_url(partition_key: str) -> str:
+    """The search page, asked for the partition's own words (catalog/women/dress/ -> "women dress")."""
+    base = os.environ.get("IMGSEARCH_SEARCH_URL", "http://127.0.0.1:8000/")
+    words = " ".join(w for w in re.split(r"[/_-]+", partition_key) if w and w != "catalog")
+    return f"{base.rstrip('/')}/?q={quote(words)}"
 
 
 @asset(
@@ -18,6 +27,7 @@ from imgsearch_pipeline.storage import postgres as pg
     kinds={"opensearch"},
     group_name="search",
     automation_condition=REPROCESS,
+    backfill_policy=BACKFILL,
     description="OpenSearch documents for the partition's analysed images (index per model version, behind an alias).",
 )
 def search_index(
@@ -30,9 +40,11 @@ def search_index(
     client = opensearch.client()
     index = osx.write_index(client, opensearch.alias, opensearch.index_base(provider.model_version),
                             provider.image_dim, provider.text_dim)
+    indexed = removed = 0
     with postgres.connect() as conn:
-        indexed = osx.bulk_index(client, index, pg.iter_index_rows(conn, provider.model_version, context.partition_key))
-        removed = osx.delete_documents(client, index, pg.image_ids_not_live(conn, context.partition_key))
+        for key in context.partition_keys:  # one prefix, or a backfill's range of them
+            indexed += osx.bulk_index(client, index, pg.iter_index_rows(conn, provider.model_version, key))
+            removed += osx.delete_documents(client, index, pg.image_ids_not_live(conn, key))
         missing = pg.images_missing_version(conn, provider.model_version)
     serving = osx.alias_target(client, opensearch.alias)
     if serving != index and missing == 0:
@@ -50,5 +62,5 @@ def search_index(
         "alias_serves": serving,
         "images_missing_this_version": missing,
         "index_documents": total,
-        "search_page": MetadataValue.url(os.environ.get("IMGSEARCH_SEARCH_URL", "http://127.0.0.1:8000/")),
+        "search_page": MetadataValue.url(search_url(context.partition_keys[0])),
     })
