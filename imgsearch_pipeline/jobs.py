@@ -48,6 +48,7 @@ def rebuild_search_index(
     provider = analysis.get()
     client = opensearch.client()
     with postgres.connect() as conn:
+        pg.ensure_vector_indexes(conn, provider.model_version, provider.image_dim, provider.text_dim)
         expected = pg.count_index_rows(conn, provider.model_version)
         complete = pg.images_missing_version(conn, provider.model_version) == 0
         context.log.info(f"rebuilding from {expected} analysed images ({provider.model_version})")

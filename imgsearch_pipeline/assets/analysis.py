@@ -169,9 +169,12 @@ def image_analysis(
     failures = [pg.Failure(image_id=int(r["image_id"]), content_hash=r["content_hash"], reason=r["error"],
                            retryable=bool(r["retryable"])) for r in bad.to_dict("records")]
     counts: dict[str, int] = {}
+    provider = analysis.get()
     with postgres.connect() as conn:
+        # Before a model version's first rows: building an HNSW index blocks writes while it runs.
+        pg.ensure_vector_indexes(conn, provider.model_version, provider.image_dim, provider.text_dim)
         saved = pg.save_analyses(conn, rows, vocab.version)
-        pg.mark_failed(conn, failures, analysis.get().model_version)
+        pg.mark_failed(conn, failures, provider.model_version)
         for key in context.partition_keys:
             for status, n in pg.status_counts(conn, key).items():
                 counts[status] = counts.get(status, 0) + n

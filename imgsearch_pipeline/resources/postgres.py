@@ -10,6 +10,8 @@ from dagster import ConfigurableResource
 
 from imgsearch_pipeline.storage import postgres as pg
 
+_MIGRATED: set[str] = set()  # DSNs this process has brought up to date (migrating per connection costs a query)
+
 
 class PostgresResource(ConfigurableResource):
     dsn: str
@@ -18,7 +20,9 @@ class PostgresResource(ConfigurableResource):
     def connect(self) -> Iterator[psycopg.Connection]:
         conn = pg.connect(self.dsn)
         try:
-            pg.migrate(conn)
+            if self.dsn not in _MIGRATED:
+                pg.migrate(conn)
+                _MIGRATED.add(self.dsn)
             yield conn
             conn.commit()
         finally:

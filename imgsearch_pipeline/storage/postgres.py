@@ -5,6 +5,7 @@ Plain psycopg 3; every write is an upsert keyed so that repeating it changes not
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from importlib import resources
 import numpy as np
 import psycopg
 from pgvector.psycopg import register_vector
+from psycopg import sql
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -375,3 +377,61 @@ def images_missing_version(conn: psycopg.Connection, model_version: str) -> int:
         "AND f.model_version = %(v)s AND f.content_hash = i.content_hash)",
         {"v": model_version},
     ).fetchone()["n"]
+
+
+# Vector indexes (the PostgreSQL search backend) -------------------------------------------------------------
+
+_VECTOR_INDEX_LOCK = 7_214_002
+_HNSW_TYPES = (("vector", 2000, "vector_cosine_ops"), ("halfvec", 4000, "halfvec_cosine_ops"))
+VECTOR_COLUMNS = {"image": "image_embedding", "text": "text_embedding"}
+
+
+def vector_type(dim: int) -> tuple[str, str] | None:
+    """(type, opclass) that HNSW indexes a `dim`-long embedding as: vector up to 2000 dimensions, halfvec up to
+    4000, None beyond (searched exactly). The search repeats this type in its query so the index matches."""
+    for name, max_dim, opclass in _HNSW_TYPES:
+        if 0 < dim <= max_dim:
+            return name, opclass
+    return None
+
+
+def vector_expr(column: str, dim: int, table: str | None = None) -> sql.Composable:
+    """The indexed expression `(column::vector(dim))` (or halfvec), optionally qualified by a table alias."""
+    kind = vector_type(dim)
+    if kind is None:
+        raise ValueError(f"no HNSW index for {dim} dimensions")
+    col = sql.Identifier(table, column) if table else sql.Identifier(column)
+    return sql.SQL("({}::{}({}))").format(col, sql.SQL(kind[0]), sql.Literal(int(dim)))
+
+
+def vector_index_name(model_version: str, column: str, dim: int) -> str:
+    """A deterministic, short (< 63 bytes) name: model versions are long and may hold any character."""
+    digest = hashlib.sha256(model_version.encode("utf-8")).hexdigest()[:16]
+    return f"image_analysis_{column.removesuffix('_embedding')}_{int(dim)}_hnsw_{digest}"
+
+
+def ensure_vector_indexes(conn: psycopg.Connection, model_version: str, image_dim: int, text_dim: int) -> list[str]:
+    """HNSW (cosine) indexes on the image and text vectors of one model version; returns the names created.
+
+    Partial expression indexes (`WHERE model_version = '<literal>'`): the column is untyped and holds every
+    version's vectors, and a version's index must only hold its own. Idempotent and safe to call from
+    concurrent runs (an advisory lock serialises them). Creating an index locks out writes to image_analysis
+    while it builds, so call it before a version's first analyses are saved (an empty index builds at once,
+    later rows are added incrementally). Dimensions above 4000 get no index: those searches are exact scans.
+    """
+    created: list[str] = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_VECTOR_INDEX_LOCK,))
+        for column, dim in ((VECTOR_COLUMNS["image"], image_dim), (VECTOR_COLUMNS["text"], text_dim)):
+            kind = vector_type(dim)
+            if kind is None:
+                continue
+            name = vector_index_name(model_version, column, dim)
+            if conn.execute("SELECT to_regclass(%s) AS r", (name,)).fetchone()["r"] is not None:
+                continue
+            conn.execute(sql.SQL(
+                "CREATE INDEX IF NOT EXISTS {} ON image_analysis USING hnsw ({} {}) "
+                "WITH (m = 16, ef_construction = 128) WHERE model_version = {}"
+            ).format(sql.Identifier(name), vector_expr(column, dim), sql.SQL(kind[1]), sql.Literal(model_version)))
+            created.append(name)
+    return created
