@@ -364,6 +364,12 @@ def count_index_rows(conn: psycopg.Connection, model_version: str) -> int:
     return conn.execute(f"SELECT count(*) AS n FROM ({_DOC_SQL}) t", (model_version,)).fetchone()["n"]
 
 
+def live_etags(conn: psycopg.Connection, prefix: str) -> dict[str, str | None]:
+    """key -> ETag of every image under `prefix` that is not marked deleted (what the sensor compares S3 with)."""
+    return {r["s3_key"]: r["etag"] for r in conn.execute(
+        "SELECT s3_key, etag FROM product_images WHERE status <> 'deleted' AND starts_with(s3_key, %s)", (prefix,))}
+
+
 def images_missing_version(conn: psycopg.Connection, model_version: str) -> int:
     """Live images the model version has neither analysed nor recorded as failed, for their current bytes.
 
