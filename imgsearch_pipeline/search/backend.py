@@ -54,3 +54,7 @@ class SearchBackend(Protocol):
     def indexed_image(self, image_id: str) -> IndexedImage | None:
         """An indexed image's product and vector (for 'more like this'); None when it is not indexed."""
         ...
+
+    def fields_with_values(self, fields: list[str]) -> set[str]:
+        """Which of these optional fields (department, open attributes) any searchable item has a value for."""
+        ...

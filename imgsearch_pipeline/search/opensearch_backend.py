@@ -81,6 +81,12 @@ class OpenSearchBackend:
         return SearchResponse(plan=req.plan, hits=hits, total_products=counts["products"]["value"], facets=facets,
                               mode=req.mode, backend=self.name)
 
+    def fields_with_values(self, fields: list[str]) -> set[str]:
+        aggs = {f"has_{i}": {"filter": {"exists": {"field": _FIELDS.get(f, f"attributes.{f}")}}}
+                for i, f in enumerate(fields)}
+        response = self.client.search(index=self.index, body={"size": 0, "aggs": aggs})
+        return {f for i, f in enumerate(fields) if response["aggregations"][f"has_{i}"]["doc_count"]}
+
     def indexed_image(self, image_id: str) -> IndexedImage | None:
         try:
             doc = self.client.get(index=self.index, id=image_id, _source_includes=["product_id", "image_vector"])

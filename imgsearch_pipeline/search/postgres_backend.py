@@ -200,6 +200,18 @@ class PostgresBackend:
         return SearchResponse(plan=req.plan, hits=hits, total_products=total["products"], facets=facets,
                               mode=req.mode, backend=self.name)
 
+    def fields_with_values(self, fields: list[str]) -> set[str]:
+        where, params = self.where(None)
+        checks = [sql.SQL("bool_or(p.department IS NOT NULL)") if f == "department"
+                  else sql.SQL("bool_or(a.attributes ? {})").format(sql.Literal(f)) for f in fields]
+        if not checks:
+            return set()
+        with self.connect() as conn:
+            row = conn.execute(sql.SQL("SELECT {} {frm} WHERE {where}").format(
+                sql.SQL(", ").join(c + sql.SQL(f" AS c{i}") for i, c in enumerate(checks)), frm=_FROM, where=where),
+                params).fetchone()
+        return {f for i, f in enumerate(fields) if row[f"c{i}"]}
+
     def indexed_image(self, image_id: str) -> IndexedImage | None:
         if not _IMAGE_ID.fullmatch(image_id) or str(int(image_id)) != image_id:
             return None  # not an id the index could hold (OpenSearch: not found)

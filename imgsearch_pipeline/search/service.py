@@ -12,6 +12,8 @@ from imgsearch_pipeline.search.results import SearchResponse
 from imgsearch_pipeline.vocab import Vocabulary, get_vocabulary
 
 MAX_RESULTS = 100
+# Fields every analysis has (possibly empty); department and open attributes may be absent from a catalogue.
+_ALWAYS_PRESENT = {"category", "color", "pattern"}
 
 
 def semantic_text(plan: QueryPlan, vocab: Vocabulary) -> str:
@@ -47,9 +49,30 @@ class SearchService:
         """The rule parser, or the configured LLM parser (which falls back to the rules by itself)."""
         return self._parse(query)
 
+    def applicable(self, plan: QueryPlan) -> QueryPlan:
+        """Constraints on a field no searchable item has a value for (e.g. sleeve length under a provider that
+        does not analyse sleeves, or departments in an image-only catalogue) would match nothing: they rank
+        instead, and a warning says so."""
+        optional = sorted({c.field for c in [*plan.filters, *plan.exclude]} - _ALWAYS_PRESENT)
+        if not optional:
+            return plan
+        missing = set(optional) - self.backend.fields_with_values(optional)
+        if not missing:
+            return plan
+        dropped = [c for c in plan.filters if c.field in missing]
+        warnings = [f"no item has a {field.replace('_', ' ')} value: {c.text!r} ranks results instead of filtering"
+                    for field in sorted(missing) for c in [*plan.filters, *plan.exclude] if c.field == field]
+        residual = " ".join([plan.residual, *(c.text for c in dropped)]).strip()
+        return plan.model_copy(update={
+            "filters": [c for c in plan.filters if c.field not in missing],
+            "exclude": [c for c in plan.exclude if c.field not in missing],
+            "residual": residual, "warnings": [*plan.warnings, *warnings]})
+
     def search(self, query: str, size: int = 20, mode: Mode = "hybrid", facets: bool = True) -> SearchResponse:
         """`hybrid` is the product; `vector` and `keyword` rank the raw query over everything (baselines)."""
         plan = self.parse(query)
+        if mode == "hybrid":
+            plan = self.applicable(plan)
         text = semantic_text(plan, self.vocab) if mode == "hybrid" else plan.query
         vector = None
         if text and mode in ("hybrid", "vector"):
@@ -70,7 +93,8 @@ class SearchService:
             vector, exclude = indexed.image_vector, [indexed.product_id]
         else:
             vector = [float(x) for x in self.provider.embed_image(image)]
-        return self.backend.search(SearchRequest(plan=self.parse(query), mode="image", image_vector=vector,
+        return self.backend.search(SearchRequest(plan=self.applicable(self.parse(query)), mode="image",
+                                                 image_vector=vector,
                                                  exclude_products=exclude, size=_clamp(size)))
 
 

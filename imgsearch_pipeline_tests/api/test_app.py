@@ -131,3 +131,14 @@ def test_unreachable_servers_give_a_clear_503(new_settings):
     with TestClient(create_app(lambda: build_resources(settings))) as client:
         r = client.get("/products/anything")
         assert r.status_code == 503 and "PostgreSQL" in r.json()["detail"]
+
+
+def test_a_constraint_on_a_field_nobody_has_ranks_instead_of_emptying_the_page(api):
+    client, _ = api
+    body = client.get("/search", params={"q": "long sleeve t-shirt", "size": 100}).json()
+    assert [c["field"] for c in body["plan"]["filters"]] == ["category"]  # the builtin provider has no sleeves
+    assert "long sleeve" in body["plan"]["residual"]
+    assert any("sleeve length" in w and "ranks results instead of filtering" in w for w in body["plan"]["warnings"])
+    assert body["hits"] and all(h["attributes"]["category"] == "t-shirt" for h in body["hits"])
+    kept = client.get("/search", params={"q": "women's dress", "size": 100}).json()  # the feed has departments
+    assert {c["field"] for c in kept["plan"]["filters"]} == {"category", "department"}

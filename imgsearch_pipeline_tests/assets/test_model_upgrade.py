@@ -60,7 +60,7 @@ def test_a_model_upgrade_requests_exactly_the_stale_partitions(upgrade):
     upgraded = evaluate_automation_conditions(defs=pipeline.defs, instance=instance, cursor=baseline.cursor)
     requested = _requested(upgraded)
     assert set(requested) == MODEL_ASSETS  # the inventory does not depend on the model
-    assert all(parts == set(done) for parts in requested.values()), ({k: sorted(set(done) ^ v) for k, v in requested.items()})
+    assert all(parts == set(done) for parts in requested.values())  # never the partition nobody materialized
     assert untouched not in set().union(*requested.values())
 
 

@@ -299,3 +299,9 @@ def test_selective_filter_with_a_vector_query_returns_every_match(world):
     assert 0 < len(expected) <= 3
     for resp in out.values():
         assert {h.product_id for h in resp.hits} == expected
+
+
+def test_both_backends_agree_on_which_optional_fields_have_values(world):
+    fields = ["department", "sleeve_length", "neckline", "material", "fit"]
+    answers = {name: svc.backend.fields_with_values(fields) for name, svc in world.services.items()}
+    assert answers["opensearch"] == answers["postgres"] == {"department", "sleeve_length", "material", "fit"}
