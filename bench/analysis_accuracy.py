@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/analysis_accuracy.py --dataset ../shared/eval/myntra --limit 2000 --out docs/analysis.md
 
-The labelled set's own columns (articleType, baseColour, attr_Pattern) are mapped onto the vocabulary;
+The labelled set's own columns (articleType, baseColour, attr_Pattern) are mapped onto the vocabulary
+(`imgsearch_pipeline.evaluation.labels.truth`, shared with `imgsearch eval`);
 images whose label has no vocabulary counterpart are left out of that attribute's figure. Nothing but the
 image bytes reaches the provider. Prints a markdown report (and writes it with --out).
 """
@@ -19,35 +20,14 @@ from collections import Counter
 from pathlib import Path
 
 from imgsearch_pipeline.analysis.provider import AnalysisFailure, get_provider
+from imgsearch_pipeline.evaluation.labels import truth
 from imgsearch_pipeline.vocab import get_vocabulary
-
-# Shop article types whose vocabulary category is not their own name (the rest resolve through synonyms).
-ARTICLE_TYPES = {
-    "Tshirts": "t-shirt", "Shirts": "shirt", "Tops": "top", "Track Pants": "trousers", "Sweatshirts": "sweatshirt",
-    "Casual Shoes": "casual-shoes", "Sports Shoes": "sports-shoes", "Formal Shoes": "formal-shoes",
-    "Flip Flops": "flip-flops", "Handbags": "handbag", "Clutches": "clutch", "Kurtis": "kurta",
-}
-PRINTED, UNPRINTED = {"Printed"}, {"Solid", "Striped", "Checked"}
-PATTERNS = {"Solid": "solid", "Striped": "striped", "Checked": "checked", "Printed": None}
 
 
 def load_rows(dataset: Path, limit: int, seed: int) -> list[dict]:
     rows = list(csv.DictReader((dataset / "labels.csv").open(encoding="utf-8")))
     random.Random(seed).shuffle(rows)
     return rows[:limit]
-
-
-def truth(row: dict) -> dict:
-    vocab = get_vocabulary()
-    article = row["articleType"]
-    colour = row["baseColour"]
-    pattern = row.get("attr_Pattern", "")
-    return {
-        "category": ARTICLE_TYPES.get(article) or vocab.resolve("category", article),
-        "color": vocab.resolve("color", colour) if colour not in ("", "NA", "Multi") else None,
-        "has_print": True if pattern in PRINTED else False if pattern in UNPRINTED else None,
-        "pattern": PATTERNS.get(pattern),
-    }
 
 
 def evaluate(dataset: Path, limit: int, seed: int, batch: int, provider_name: str, options: dict) -> str:

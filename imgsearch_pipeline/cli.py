@@ -1,4 +1,4 @@
-"""The `imgsearch` command: local stack, demo, ingest, parse, search, serve."""
+"""The `imgsearch` command: local stack, demo, ingest, parse, search, eval, serve."""
 
 from __future__ import annotations
 
@@ -175,6 +175,22 @@ def cmd_demo(args) -> int:
     return serve_all(args.ui_port, args.api_port)
 
 
+def cmd_eval(args) -> int:
+    from imgsearch_pipeline.evaluation.runner import format_report, run_eval
+
+    try:
+        report = run_eval(config.load_settings(), args.dataset, args.queries, limit=args.limit,
+                          backend=args.backend, reuse=args.reuse, shards=args.shards)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        _print_json(report)
+    else:
+        print(format_report(report))
+    return 0
+
+
 def serve_all(ui_port: int, api_port: int) -> int:
     """Dagster UI + daemon and the search API, each in its own process group, until Ctrl-C."""
     from imgsearch_pipeline.stack.dagster_home import REPO_ROOT
@@ -253,6 +269,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=10)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("eval", help="ingest a labelled image set into its own stores and score the search on it")
+    p.add_argument("--dataset", type=Path, required=True, help="folder with labels.csv and images/")
+    p.add_argument("--queries", type=Path, required=True, help="JSON lines: id, query, must, must_not")
+    p.add_argument("--limit", type=int, help="ingest only this many images (a deterministic subset)")
+    p.add_argument("--backend", choices=["opensearch", "postgres"], default="opensearch")
+    p.add_argument("--reuse", action="store_true", help="skip ingest when the eval database already holds the set")
+    p.add_argument("--shards", type=int, default=16, help="partitions the set is ingested in (changing it re-ingests)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("serve", help="serve the search API and page (with --ui: and the Dagster UI + daemon)")
     p.add_argument("--host", default="127.0.0.1")
