@@ -9,13 +9,16 @@ from __future__ import annotations
 from dagster import (
     AssetSelection,
     AutomationConditionSensorDefinition,
+    DefaultScheduleStatus,
     DefaultSensorStatus,
     Definitions,
+    ScheduleDefinition,
     map_asset_specs,
 )
 from dagster_aws.s3 import S3Resource
 
 from imgsearch_pipeline.assets import analysis, inventory, search_index
+from imgsearch_pipeline.assets.checks import ALL_CHECKS, catalogue_checks_job
 from imgsearch_pipeline.config import Settings, load_settings
 from imgsearch_pipeline.jobs import backfill_job, ingest_job, rebuild_index_job, replay_failures_job
 from imgsearch_pipeline.resources import (
@@ -29,6 +32,11 @@ from imgsearch_pipeline.resources.frames import PartitionedFramesIOManager
 from imgsearch_pipeline.resources.queue import SqsQueueResource
 from imgsearch_pipeline.sensors.new_images import new_images_sensor
 from imgsearch_pipeline.sensors.s3_events import s3_event_sensor
+
+catalogue_checks_schedule = ScheduleDefinition(
+    job=catalogue_checks_job, cron_schedule="*/30 * * * *", default_status=DefaultScheduleStatus.RUNNING,
+    description="Postgres vs OpenSearch and orphans over the whole catalogue, every half hour.",
+)
 
 # Dagster's built-in automation sensor starts stopped; this one runs, so model upgrades reprocess by themselves.
 automation_sensor = AutomationConditionSensorDefinition(
@@ -89,8 +97,10 @@ def build_definitions(settings: Settings) -> Definitions:
                                     search_index.search_index])
     return Definitions(
         assets=[inventory.image_inventory, *model_assets],
-        jobs=[ingest_job, backfill_job, rebuild_index_job, replay_failures_job],
+        asset_checks=ALL_CHECKS,
+        jobs=[ingest_job, backfill_job, rebuild_index_job, replay_failures_job, catalogue_checks_job],
         # The event-driven sensor exists only where a queue is configured (its ticks need the queue resource).
+        schedules=[catalogue_checks_schedule],
         sensors=[new_images_sensor, automation_sensor, *([s3_event_sensor] if "s3_event_queue" in resources else [])],
         resources=resources,
     )

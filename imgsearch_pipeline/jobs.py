@@ -6,23 +6,26 @@ from collections.abc import Iterator
 
 from dagster import AssetSelection, OpExecutionContext, define_asset_job, job, op
 
+from imgsearch_pipeline.assets.checks import CATALOGUE_CHECKS
 from imgsearch_pipeline.resources import AnalysisProviderResource, OpenSearchResource, PostgresResource
 from imgsearch_pipeline.storage import opensearch as osx
 from imgsearch_pipeline.storage import postgres as pg
 
 # Runs that call the analysis provider share a quota (dagster.yaml: tag_concurrency_limits on this tag).
 PROVIDER_TAGS = {"imgsearch/provider": "analysis"}
+# Whole-catalogue checks would race with concurrent partition runs: they run from their own job and schedule.
+PARTITION_SCOPE = AssetSelection.groups("ingest", "analysis", "search") - AssetSelection.checks(*CATALOGUE_CHECKS)
 
 ingest_job = define_asset_job(
     "ingest_partition",
-    selection=AssetSelection.groups("ingest", "analysis", "search"),
+    selection=PARTITION_SCOPE,
     tags=PROVIDER_TAGS,
     description="Inventory, analyse and index one S3 prefix.",
 )
 
 backfill_job = define_asset_job(
     "backfill",
-    selection=AssetSelection.groups("ingest", "analysis", "search"),
+    selection=PARTITION_SCOPE,
     tags=PROVIDER_TAGS,
     config={"ops": {"image_attributes_and_embeddings": {"config": {"batch_inference": True}}}},
     description="The one-time backfill: launch it over many prefixes; runs take up to 8 prefixes each "
@@ -31,7 +34,7 @@ backfill_job = define_asset_job(
 
 replay_failures_job = define_asset_job(
     "replay_failures",
-    selection=AssetSelection.groups("analysis", "search"),
+    selection=AssetSelection.groups("analysis", "search") - AssetSelection.checks(*CATALOGUE_CHECKS),
     tags=PROVIDER_TAGS,
     config={"ops": {"image_attributes_and_embeddings": {"config": {"replay_failed": True}}}},
     description="Retry a partition's images that failed permanently (after a fix), then re-index it.",
