@@ -125,11 +125,13 @@ def _batch_inference(context: AssetExecutionContext, provider, todo: list[dict],
 def _preview(attributes: pd.DataFrame, rows: int = 10) -> MetadataValue:
     """A few analysed rows as a table in the UI."""
     cols = ["image_id", "status", "category", "colors", "pattern", "has_print", "description", "error"]
-    records = [
-        TableRecord({c: ", ".join(v) if isinstance(v, list) else ("" if v is None else str(v))
-                     for c, v in rec.items()})
-        for rec in attributes.reindex(columns=cols).head(rows).to_dict("records")
-    ]
+    def cell(v) -> str:
+        if isinstance(v, list):
+            return ", ".join(v)
+        return "" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)  # pandas keeps NaN for None
+
+    records = [TableRecord({c: cell(v) for c, v in rec.items()})
+               for rec in attributes.reindex(columns=cols).head(rows).to_dict("records")]
     return MetadataValue.table(records, schema=TableSchema(columns=[TableColumn(c, "string") for c in cols]))
 
 
