@@ -16,12 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from imgsearch_pipeline.analysis.colors import dominant_colors, foreground_mask
 from imgsearch_pipeline.analysis.describe import describe
-from imgsearch_pipeline.analysis.images import BadImage, decode_image
+from imgsearch_pipeline.analysis.images import decode_image
 from imgsearch_pipeline.analysis.models.efficientnet_lite import EfficientNetLite0, imagenet_classes
 from imgsearch_pipeline.analysis.models.efficientnet_lite import model_id as efficientnet_model_id
 from imgsearch_pipeline.analysis.models.minilm import MiniLM
 from imgsearch_pipeline.analysis.models.minilm import model_id as minilm_model_id
-from imgsearch_pipeline.analysis.provider import AnalysisFailure, AnalysisProvider
+from imgsearch_pipeline.analysis.provider import AnalysisFailure, AnalysisProvider, decode_batch
 from imgsearch_pipeline.analysis.texture import classify_pattern
 from imgsearch_pipeline.analysis.types import ImageAnalysis
 from imgsearch_pipeline.vocab import Vocabulary, get_vocabulary
@@ -97,13 +97,7 @@ class BuiltinProvider(AnalysisProvider):
         return 384
 
     def analyse(self, images: Sequence[bytes]) -> list[ImageAnalysis | AnalysisFailure]:
-        results: list[ImageAnalysis | AnalysisFailure | None] = [None] * len(images)
-        decoded = []
-        for i, data in enumerate(images):
-            try:
-                decoded.append((i, decode_image(data)))
-            except BadImage as e:
-                results[i] = AnalysisFailure(str(e))
+        results, decoded = decode_batch(images)
         if decoded:
             features, logits = self.image_model.run([img for _, img in decoded])
             scores = _softmax(logits) @ self.category_map

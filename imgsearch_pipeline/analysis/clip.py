@@ -21,9 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from imgsearch_pipeline.analysis.colors import dominant_colors, foreground_mask
 from imgsearch_pipeline.analysis.describe import describe
-from imgsearch_pipeline.analysis.images import BadImage, decode_image
+from imgsearch_pipeline.analysis.images import decode_image
 from imgsearch_pipeline.analysis.models.clip import ClipModel, resolve_model_dir
-from imgsearch_pipeline.analysis.provider import AnalysisFailure, AnalysisProvider
+from imgsearch_pipeline.analysis.provider import AnalysisFailure, AnalysisProvider, decode_batch
 from imgsearch_pipeline.analysis.types import ImageAnalysis
 from imgsearch_pipeline.vocab import Vocabulary, get_vocabulary, normalize_term
 
@@ -160,13 +160,7 @@ class ClipProvider(AnalysisProvider):
         return self.model.projection_dim
 
     def analyse(self, images: Sequence[bytes]) -> list[ImageAnalysis | AnalysisFailure]:
-        results: list[ImageAnalysis | AnalysisFailure | None] = [None] * len(images)
-        decoded = []
-        for i, data in enumerate(images):
-            try:
-                decoded.append((i, decode_image(data)))
-            except BadImage as e:
-                results[i] = AnalysisFailure(str(e))
+        results, decoded = decode_batch(images)
         if decoded:
             vectors = self.model.embed_images([img for _, img in decoded])
             for (i, img), vector in zip(decoded, vectors, strict=True):

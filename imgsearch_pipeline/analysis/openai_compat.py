@@ -109,11 +109,11 @@ class OpenAICompatibleProvider(VisionLLMProvider):
 
     @property
     def image_dim(self) -> int:
-        return 1280
+        return self._local.image_dim  # the vectors are the builtin models'
 
     @property
     def text_dim(self) -> int:
-        return 384
+        return self._local.text_dim
 
     # --- the request ---------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel
 
+from imgsearch_pipeline.analysis.images import BadImage, decode_image
 from imgsearch_pipeline.analysis.types import ImageAnalysis
 
 
@@ -72,6 +73,19 @@ class AnalysisProvider(ABC):
     @abstractmethod
     def embed_image(self, data: bytes) -> np.ndarray:
         """An uploaded photo -> a vector comparable with `ImageAnalysis.image_embedding`."""
+
+
+def decode_batch(images: Sequence[bytes]) -> tuple[list[ImageAnalysis | AnalysisFailure | None], list[tuple[int, Any]]]:
+    """For local-model providers: one result slot per image (bad images already failed with their reason) and
+    the decoded RGB images with their positions, ready for one batched model call."""
+    results: list[ImageAnalysis | AnalysisFailure | None] = [None] * len(images)
+    decoded = []
+    for i, data in enumerate(images):
+        try:
+            decoded.append((i, decode_image(data)))
+        except BadImage as e:
+            results[i] = AnalysisFailure(str(e))
+    return results, decoded
 
 
 # name -> "module:Class"; imported lazily so an unused provider's dependencies cost nothing.
