@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import random
 import sys
 import time
@@ -36,6 +37,7 @@ def evaluate(dataset: Path, limit: int, seed: int, batch: int, provider_name: st
     rows = load_rows(dataset, limit, seed)
     provider.analyse([(dataset / rows[0]["image"]).read_bytes()])  # warm up: graphs built, sessions loaded
     results, failures = [], 0
+    load = os.getloadavg()
     started = time.perf_counter()
     for i in range(0, len(rows), batch):
         chunk = rows[i:i + batch]
@@ -76,7 +78,9 @@ def evaluate(dataset: Path, limit: int, seed: int, batch: int, provider_name: st
     lines += ["", f"Majority-class category baseline: {top_n / sum(categories.values()):.3f} ({top}). "
               f"Images the provider refused: {failures}.", "",
               f"Speed: {len(rows) / elapsed:.1f} images/s end to end (read, decode, both models, pixels, "
-              f"description, text embedding), batch {batch}, on this machine.", ""]
+              f"description, text embedding), batch {batch}, on this machine ({os.cpu_count()} cores; load "
+              f"average {load[0]:.1f} before, {os.getloadavg()[0]:.1f} after: other work on the machine slows "
+              "this figure).", ""]
     family = Counter()
     for (t, p), n in rows_out["primary colour (exact)"][3].items():
         family[(vocab.family_of(t), vocab.family_of(p) if p else None)] += n
@@ -91,16 +95,21 @@ def evaluate(dataset: Path, limit: int, seed: int, batch: int, provider_name: st
 def confusion_table(title: str, counts: Counter, keep: int) -> list[str]:
     """A markdown confusion matrix; rarer truths and predictions are summed into "other", undecided is "none"."""
     truths = [t for t, _ in _totals(counts).most_common(keep)]
-    label = {v: str(v).lower() for v in truths}
-    preds = truths + ["other", "none"]
+    predicted: Counter = Counter()
+    for (_, p), n in counts.items():
+        if p is not None and p not in truths:
+            predicted[p] += n
+    extra = [p for p, _ in predicted.most_common(4)]  # frequent wrong answers get a column of their own
+    label = {v: str(v).lower() for v in [*truths, *extra]}
+    preds = [*truths, *extra, "other", "none"]
 
     def column(p: object) -> str:
         return "none" if p is None else label.get(p, "other")
 
     matrix: Counter = Counter()
     for (t, p), n in counts.items():
-        matrix[(label.get(t, "other"), column(p))] += n
-    row_names = [label[t] for t in truths] + (["other"] if any(t not in label for t, _ in counts) else [])
+        matrix[(label.get(t, "other") if t in truths else "other", column(p))] += n
+    row_names = [label[t] for t in truths] + (["other"] if any(t not in truths for t, _ in counts) else [])
     cols = [label.get(p, p) for p in preds if any(matrix[(r, label.get(p, p))] for r in row_names)]
     out = [f"**{title}**", "", "| truth \\ predicted | " + " | ".join(cols) + " | recall |",
            "| --- | " + " | ".join("---:" for _ in cols) + " | ---: |"]
