@@ -8,12 +8,14 @@ from importlib import resources
 from typing import Literal
 
 import psycopg
-from fastapi import APIRouter, FastAPI, Form, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request, UploadFile
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from PIL import Image
 
 from imgsearch_pipeline.analysis.images import BadImage, decode_image
+from imgsearch_pipeline.api.security import ApiSecurity, Limits, require_admin
 from imgsearch_pipeline.config import load_settings
 from imgsearch_pipeline.search.parser import MAX_QUERY_CHARS, QueryTooLong, parse_query
 from imgsearch_pipeline.search.plan import QueryPlan
@@ -32,10 +34,15 @@ def _default_resources() -> dict:
     return build_resources(load_settings())
 
 
-def create_app(resources_factory: Callable[[], dict] = _default_resources) -> FastAPI:
+def create_app(resources_factory: Callable[[], dict] = _default_resources,
+               security: ApiSecurity | None = None) -> FastAPI:
     """The app over a set of Dagster resources (the same objects jobs use); built on first request."""
     app = FastAPI(title="imgsearch", version="0.1.0",
                   description="Search a product-image catalogue by what the photos show.")
+    app.state.security = security = security or ApiSecurity.from_env()
+    app.add_middleware(Limits, security=security)
+    if security.cors_origins:  # browsers elsewhere may search, never change the catalogue
+        app.add_middleware(CORSMiddleware, allow_origins=security.cors_origins, allow_methods=["GET"])
     app.state.resources_factory = resources_factory
     app.state.resources = None
     app.include_router(router)
@@ -153,7 +160,7 @@ def get_product(request: Request, product_id: str) -> dict:
     return product
 
 
-@router.post("/products", status_code=201)
+@router.post("/products", status_code=201, dependencies=[Depends(require_admin)])
 def create_product(request: Request, product: pg.Product) -> dict:
     with _res(request)["postgres"].connect() as conn:
         if pg.get_product(conn, product.product_id) is not None:
@@ -162,7 +169,7 @@ def create_product(request: Request, product: pg.Product) -> dict:
         return pg.get_product(conn, product.product_id)
 
 
-@router.put("/products/{product_id}")
+@router.put("/products/{product_id}", dependencies=[Depends(require_admin)])
 def update_product(request: Request, product_id: str, product: pg.Product) -> dict:
     """Replace a product's catalogue data and refresh its documents in the index (no model call)."""
     if product.product_id != product_id:
@@ -177,7 +184,7 @@ def update_product(request: Request, product_id: str, product: pg.Product) -> di
         return pg.get_product(conn, product_id)
 
 
-@router.delete("/products/{product_id}", status_code=204)
+@router.delete("/products/{product_id}", status_code=204, dependencies=[Depends(require_admin)])
 def delete_product(request: Request, product_id: str) -> Response:
     """Delete a product, its images' rows and analyses, and their documents in the search index."""
     res = _res(request)

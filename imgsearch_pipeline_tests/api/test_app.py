@@ -8,8 +8,12 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from imgsearch_pipeline.api.app import create_app
+from imgsearch_pipeline.api.security import API_KEY_HEADER, ApiSecurity
 from imgsearch_pipeline.search.parser import MAX_QUERY_CHARS
 from imgsearch_pipeline_tests.harness import Pipeline
+
+ADMIN_KEY = "test-admin-key-0123456789"
+ADMIN = {API_KEY_HEADER: ADMIN_KEY}
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +21,7 @@ def api(new_settings):
     with instance_for_test() as instance:
         pipeline = Pipeline(new_settings(), instance, n_products=16, seed=11)
         pipeline.run()
-        with TestClient(create_app(lambda: pipeline.res)) as client:
+        with TestClient(create_app(lambda: pipeline.res, ApiSecurity(api_key=ADMIN_KEY))) as client:
             yield client, pipeline
 
 
@@ -94,27 +98,29 @@ def test_search_page_is_served(api):
 
 def test_product_crud_and_delete_removes_from_index(api):
     client, pipeline = api
-    created = client.post("/products", json={"product_id": "new-1", "name": "Plain tee", "brand": "Acme"})
+    created = client.post("/products", json={"product_id": "new-1", "name": "Plain tee", "brand": "Acme"},
+                          headers=ADMIN)
     assert created.status_code == 201 and created.json()["name"] == "Plain tee"
-    assert client.post("/products", json={"product_id": "new-1"}).status_code == 409
-    assert client.post("/products", json={"product_id": ""}).status_code == 422
+    assert client.post("/products", json={"product_id": "new-1"}, headers=ADMIN).status_code == 409
+    assert client.post("/products", json={"product_id": ""}, headers=ADMIN).status_code == 422
 
     target = pipeline.products[0]
     updated = client.put(f"/products/{target.product_id}",
-                         json={"product_id": target.product_id, "name": "Renamed thing", "brand": "Zeta"})
+                         json={"product_id": target.product_id, "name": "Renamed thing", "brand": "Zeta"},
+                         headers=ADMIN)
     assert updated.status_code == 200 and updated.json()["name"] == "Renamed thing"
     image_ids = [i["image_id"] for i in updated.json()["images"]]
     os_client, alias = pipeline.res["opensearch"].client(), pipeline.res["opensearch"].alias
     assert os_client.get(index=alias, id=str(image_ids[0]))["_source"]["product_name"] == "Renamed thing"
 
     before = pipeline.doc_count()
-    assert client.delete(f"/products/{target.product_id}").status_code == 204
+    assert client.delete(f"/products/{target.product_id}", headers=ADMIN).status_code == 204
     assert client.get(f"/products/{target.product_id}").status_code == 404
     assert pipeline.doc_count() == before - len(image_ids)
     assert all(not os_client.exists(index=alias, id=str(i)) for i in image_ids)
     hits = client.get("/search", params={"q": target.category, "size": 100}).json()["hits"]
     assert target.product_id not in {h["product_id"] for h in hits}
-    assert client.delete(f"/products/{target.product_id}").status_code == 404
+    assert client.delete(f"/products/{target.product_id}", headers=ADMIN).status_code == 404
 
 
 def test_unreachable_servers_give_a_clear_503(new_settings):
@@ -142,3 +148,38 @@ def test_a_constraint_on_a_field_nobody_has_ranks_instead_of_emptying_the_page(a
     assert body["hits"] and all(h["attributes"]["category"] == "t-shirt" for h in body["hits"])
     kept = client.get("/search", params={"q": "women's dress", "size": 100}).json()  # the feed has departments
     assert {c["field"] for c in kept["plan"]["filters"]} == {"category", "department"}
+
+
+def test_changing_the_catalogue_needs_the_admin_key(api):
+    client, pipeline = api
+    target = pipeline.products[1].product_id
+    body = {"product_id": target, "name": "hijacked"}
+    for headers in ({}, {API_KEY_HEADER: "wrong"}, {API_KEY_HEADER: ADMIN_KEY + "x"}):
+        assert client.post("/products", json={"product_id": "x-1"}, headers=headers).status_code == 401
+        assert client.put(f"/products/{target}", json=body, headers=headers).status_code == 401
+        refused = client.delete(f"/products/{target}", headers=headers)
+        assert refused.status_code == 401 and ADMIN_KEY not in refused.text
+    assert client.get(f"/products/{target}").json()["name"] != "hijacked"  # reading stays open
+    assert client.get("/search", params={"q": "shirt"}).status_code == 200
+
+
+def test_without_a_configured_key_admin_endpoints_are_disabled():
+    with TestClient(create_app(lambda: {}, ApiSecurity())) as client:
+        r = client.post("/products", json={"product_id": "x"}, headers={API_KEY_HEADER: "anything"})
+        assert r.status_code == 403 and "IMGSEARCH_API_KEY" in r.json()["detail"]
+
+
+def test_request_size_rate_and_cors_limits():
+    security = ApiSecurity(max_request_bytes=2048, requests_per_minute=60, cors_origins=["https://shop.example"])
+    with TestClient(create_app(lambda: {}, security)) as client:
+        big = client.post("/parse", content=b"x" * 4096, headers={"content-type": "application/json"})
+        assert big.status_code == 413
+        preflight = client.options("/parse", headers={"Origin": "https://shop.example",
+                                                      "Access-Control-Request-Method": "GET"})
+        assert preflight.headers["access-control-allow-origin"] == "https://shop.example"
+        other = client.get("/healthz", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+        statuses = [client.get("/healthz").status_code for _ in range(20)]
+        assert statuses.count(429) > 0 and statuses[0] == 200  # a burst passes, then the client is paced
+        limited = client.get("/healthz")
+        assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1

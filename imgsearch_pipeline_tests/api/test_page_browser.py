@@ -21,7 +21,10 @@ import uvicorn
 from dagster import instance_for_test
 
 from imgsearch_pipeline.api.app import create_app
+from imgsearch_pipeline.api.security import ApiSecurity
 from imgsearch_pipeline_tests.harness import Pipeline
+
+UNLIMITED = ApiSecurity(requests_per_minute=1_000_000)  # the page's thumbnails in quick succession
 
 try:
     from playwright.sync_api import Error as PlaywrightError
@@ -66,7 +69,7 @@ def live(new_settings) -> Iterator[tuple[str, Pipeline]]:
     with instance_for_test() as instance:
         pipeline = Pipeline(new_settings(), instance, n_products=40, seed=3)
         pipeline.run()
-        with serve(create_app(lambda: pipeline.res)) as url:
+        with serve(create_app(lambda: pipeline.res, UNLIMITED)) as url:
             yield url, pipeline
 
 
@@ -319,7 +322,7 @@ def test_unreachable_search_index_says_search_is_temporarily_unavailable(new_set
     from imgsearch_pipeline.stack.process import free_port
 
     settings = new_settings().model_copy(update={"opensearch_url": f"http://127.0.0.1:{free_port()}"})
-    with serve(create_app(lambda: build_resources(settings))) as base:
+    with serve(create_app(lambda: build_resources(settings), UNLIMITED)) as base:
         open_page(page, base, QUERY)
         expect(page.locator("#message.error")).to_contain_text("Search is temporarily unavailable")
         expect(page.locator("#grid .card")).to_have_count(0)
