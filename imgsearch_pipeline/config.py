@@ -45,6 +45,9 @@ class Settings(BaseModel):
     provider_options: dict[str, Any] = Field(default_factory=dict, description="the provider's own options")
     max_in_flight: int = Field(default=1, ge=1, le=64, description="provider calls at once")
     max_images_per_second: float | None = Field(default=None, gt=0)
+    max_attempts: int = Field(default=6, ge=1, le=50, description="tries per provider call on transient errors")
+    retry_base_delay_s: float = Field(default=1.0, ge=0.0, description="first backoff; doubles per attempt")
+    retry_max_delay_s: float = Field(default=60.0, ge=0.0, description="longest wait between two attempts")
     search_backend: Literal["opensearch", "postgres"] = "opensearch"
     query_parser: Literal["rules", "llm"] = "rules"
     sqs_queue_url: str | None = Field(default=None, description="S3 event notification queue: enables s3_event_sensor")
@@ -74,6 +77,9 @@ _ENV = {
     "provider_options": "IMGSEARCH_PROVIDER_OPTIONS",
     "max_in_flight": "IMGSEARCH_MAX_IN_FLIGHT",
     "max_images_per_second": "IMGSEARCH_MAX_IMAGES_PER_SECOND",
+    "max_attempts": "IMGSEARCH_MAX_ATTEMPTS",
+    "retry_base_delay_s": "IMGSEARCH_RETRY_BASE_DELAY_S",
+    "retry_max_delay_s": "IMGSEARCH_RETRY_MAX_DELAY_S",
     "search_backend": "IMGSEARCH_SEARCH_BACKEND",
     "query_parser": "IMGSEARCH_QUERY_PARSER",
     "sqs_queue_url": "IMGSEARCH_SQS_QUEUE_URL",

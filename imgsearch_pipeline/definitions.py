@@ -64,7 +64,8 @@ def build_resources(settings: Settings) -> dict:
     )
     analysis_provider = AnalysisProviderResource(
         provider=settings.provider, options=settings.provider_options, max_in_flight=settings.max_in_flight,
-        max_images_per_second=settings.max_images_per_second,
+        max_images_per_second=settings.max_images_per_second, max_attempts=settings.max_attempts,
+        base_delay_s=settings.retry_base_delay_s, max_delay_s=settings.retry_max_delay_s,
     )
     postgres = PostgresResource(dsn=settings.postgres_dsn or "")
     resources = {

@@ -24,9 +24,14 @@ def test_provider_and_its_options_reach_the_resource(tmp_path, monkeypatch):
     monkeypatch.setenv("IMGSEARCH_PROVIDER_OPTIONS", '{"base_url": "http://127.0.0.1:8000/v1", "model": "m"}')
     monkeypatch.setenv("IMGSEARCH_MAX_IN_FLIGHT", "4")
     monkeypatch.setenv("IMGSEARCH_MAX_IMAGES_PER_SECOND", "2.5")
+    monkeypatch.setenv("IMGSEARCH_MAX_ATTEMPTS", "3")
+    monkeypatch.setenv("IMGSEARCH_RETRY_BASE_DELAY_S", "0.5")
+    monkeypatch.setenv("IMGSEARCH_RETRY_MAX_DELAY_S", "20")
     resource = build_resources(load_settings(tmp_path))["analysis"]
     assert resource.provider == "openai" and resource.options["model"] == "m"
     assert resource.max_in_flight == 4 and resource.pacer().per_second == 2.5
+    policy = resource.retry_policy()
+    assert (policy.max_attempts, policy.base_delay_s, policy.max_delay_s) == (3, 0.5, 20.0)
 
 
 def test_bad_settings_fail_at_start_up_with_the_variable_named(tmp_path, monkeypatch):
