@@ -20,6 +20,8 @@ import os
 import re
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from functools import cached_property
 from typing import Any, Literal, NoReturn
 
@@ -201,7 +203,8 @@ class OpenAICompatibleProvider(VisionLLMProvider):
         if status in (408, 409, 429) or status >= 500:
             retry_after = response.headers.get("Retry-After")
             after = f" (Retry-After: {retry_after})" if retry_after else ""
-            raise TransientProviderError(f"HTTP {status} from {self._where()}{after}: {detail}")
+            raise TransientProviderError(f"HTTP {status} from {self._where()}{after}: {detail}",
+                                         retry_after_s=retry_after_seconds(response.headers))
         if status in (401, 403):
             # The body is not quoted: servers echo (parts of) the key they rejected.
             env = self.options.api_key_env
@@ -272,3 +275,22 @@ class OpenAICompatibleProvider(VisionLLMProvider):
 
     def embed_image(self, data: bytes) -> np.ndarray:
         return self._local_models().embed_image(data)
+
+
+def retry_after_seconds(headers: httpx.Headers) -> float | None:
+    """The wait a server asked for: `retry-after-ms` (OpenAI), or Retry-After in seconds or as an HTTP date."""
+    millis = headers.get("retry-after-ms")
+    value = headers.get("Retry-After")
+    try:
+        if millis is not None:
+            return max(0.0, float(millis) / 1000)
+        if value is None:
+            return None
+        if value.strip().replace(".", "", 1).isdigit():
+            return float(value)
+        when = parsedate_to_datetime(value)
+    except (ValueError, TypeError):
+        return None  # unreadable advice is ignored: the backoff still applies
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())

@@ -23,9 +23,13 @@ class RetryPolicy(BaseModel):
     base_delay_s: float = Field(default=1.0, ge=0.0)
     max_delay_s: float = Field(default=60.0, ge=0.0)
 
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        """Full jitter (uniform up to the exponential bound): many workers never retry in lockstep."""
-        return rng.uniform(0.0, min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)))
+    def delay(self, attempt: int, rng: random.Random, retry_after_s: float | None = None) -> float:
+        """Full jitter (uniform up to the exponential bound): many workers never retry in lockstep. A server
+        that says how long to wait (Retry-After) is believed, up to the cap: retrying sooner is wasted."""
+        jittered = rng.uniform(0.0, min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)))
+        if retry_after_s is None:
+            return jittered
+        return max(jittered, min(self.max_delay_s, retry_after_s))
 
 
 class RetriesExhausted(RuntimeError):
@@ -53,12 +57,17 @@ def call_with_retry(
                 raise
             if attempt == policy.max_attempts:
                 raise RetriesExhausted(attempt, e) from e
-            sleep(policy.delay(attempt, rng))
+            sleep(policy.delay(attempt, rng, getattr(e, "retry_after_s", None)))
     raise AssertionError("unreachable")
 
 
 class TransientProviderError(RuntimeError):
-    """Raised by providers for errors worth retrying (throttling, timeouts, 5xx)."""
+    """Raised by providers for errors worth retrying (throttling, timeouts, 5xx); `retry_after_s` is the wait
+    the server asked for, if it said."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 def is_transient(error: BaseException) -> bool:

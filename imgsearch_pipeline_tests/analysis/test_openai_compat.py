@@ -14,6 +14,7 @@ import socket
 import time
 from collections.abc import Iterator
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -21,7 +22,7 @@ from pydantic import ValidationError
 
 from imgsearch_pipeline.analysis.batch import analyse_images, analyse_with_retry
 from imgsearch_pipeline.analysis.model_output import answer_schema
-from imgsearch_pipeline.analysis.openai_compat import OpenAICompatibleProvider
+from imgsearch_pipeline.analysis.openai_compat import OpenAICompatibleProvider, retry_after_seconds
 from imgsearch_pipeline.analysis.provider import AnalysisFailure, ProviderConfigurationError, get_provider
 from imgsearch_pipeline.analysis.retry import RetryPolicy, TransientProviderError
 from imgsearch_pipeline.analysis.types import ImageAnalysis
@@ -214,6 +215,21 @@ def test_throttled_forever_fails_after_max_attempts(provider, fake):
     assert "gave up after 3 attempts" in result.reason and "HTTP 429" in result.reason
     assert "Retry-After: 7" in result.reason and "Rate limit reached" in result.reason
     assert len(fake.requests) == 3
+
+
+def test_the_servers_retry_after_sets_the_wait(provider, fake):
+    fake.script = [error(429, "slow down", headers={"Retry-After": "2"})]
+    sleeps: list[float] = []
+    policy = RetryPolicy(max_attempts=2, base_delay_s=0.0, max_delay_s=30.0)
+    assert isinstance(analyse_with_retry(provider, [PHOTO], policy, sleep=sleeps.append)[0], ImageAnalysis)
+    assert sleeps == [2.0]
+
+
+@pytest.mark.parametrize(("headers", "expected"), [
+    ({"Retry-After": "12"}, 12.0), ({"Retry-After": "1.5"}, 1.5), ({"retry-after-ms": "250"}, 0.25),
+    ({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0), ({"Retry-After": "soon"}, None), ({}, None)])
+def test_retry_after_is_read_as_seconds_milliseconds_or_a_date(headers, expected):
+    assert retry_after_seconds(httpx.Headers(headers)) == expected
 
 
 # --- (6) configuration errors stop the run -------------------------------------------------------------------

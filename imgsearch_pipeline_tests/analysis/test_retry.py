@@ -54,3 +54,15 @@ def test_delay_never_exceeds_the_cap():
     policy = RetryPolicy(base_delay_s=2.0, max_delay_s=10.0)
     rng = random.Random(0)
     assert max(policy.delay(a, rng) for a in range(1, 40) for _ in range(20)) <= 10.0
+
+
+def test_the_servers_retry_after_is_waited_up_to_the_cap():
+    sleeps: list[float] = []
+    policy = RetryPolicy(max_attempts=4, base_delay_s=0.1, max_delay_s=10.0)
+    flaky = Flaky(3, TransientProviderError("throttled", retry_after_s=7.0))
+    call_with_retry(flaky, is_transient, policy, sleep=sleeps.append, rng=random.Random(2))
+    assert sleeps == [7.0, 7.0, 7.0]  # the jitter alone would wait at most 0.1, 0.2, 0.4 s
+    too_long = Flaky(1, TransientProviderError("throttled", retry_after_s=3600.0))
+    sleeps.clear()
+    call_with_retry(too_long, is_transient, policy, sleep=sleeps.append)
+    assert sleeps == [10.0]  # never beyond the policy's cap
