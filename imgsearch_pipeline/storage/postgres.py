@@ -291,7 +291,8 @@ def list_failures(conn: psycopg.Connection, partition_key: str | None = None, li
     """The dead-letter table with each image's key and partition, newest failure first."""
     sql = ("SELECT f.image_id, i.s3_key, i.partition_key, f.model_version, f.error, f.retryable, f.attempts, "
            "f.first_failed_at, f.last_failed_at FROM analysis_failures f "
-           "JOIN product_images i ON i.image_id = f.image_id AND i.content_hash = f.content_hash")
+           "JOIN product_images i ON i.image_id = f.image_id AND i.content_hash = f.content_hash "
+           "AND i.status <> 'deleted'")  # a deleted object's failure is history, not work to do
     params: list = []
     if partition_key is not None:
         sql += " WHERE i.partition_key = %s"

@@ -1,0 +1,1 @@
+"""Fault injection: real servers stopped, restarted, killed or put behind a proxy that breaks requests."""
