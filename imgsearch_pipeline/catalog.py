@@ -29,6 +29,13 @@ class FeedRow(BaseModel):
     shop_category: str | None = None
     image_keys: list[str] = Field(default_factory=list)
 
+    @field_validator("product_id", "name", "brand", "department", "shop_category")
+    @classmethod
+    def _no_nul(cls, v: str | None) -> str | None:
+        if v and "\x00" in v:  # PostgreSQL text cannot hold it: a row error, not a failed inventory
+            raise ValueError("contains a NUL character")
+        return v
+
     @field_validator("image_keys", mode="before")
     @classmethod
     def _split(cls, v):

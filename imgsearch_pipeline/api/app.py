@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable
 from importlib import resources
 from typing import Literal
@@ -13,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from PIL import Image
+from pydantic import BaseModel, field_validator
 
 from imgsearch_pipeline.analysis.images import BadImage, decode_image
 from imgsearch_pipeline.api.security import ApiSecurity, Limits, require_admin
@@ -24,8 +26,18 @@ from imgsearch_pipeline.search.service import ImageNotFound
 from imgsearch_pipeline.storage import opensearch as osx
 from imgsearch_pipeline.storage import postgres as pg
 
-router = APIRouter()
+
+class ErrorBody(BaseModel):
+    """Every error's body: a message, or (422 from request validation) FastAPI's list of invalid fields."""
+
+    detail: str | list[dict]
+
+
+# Any operation may be refused for size (413) or rate (429) or find a server away (503); 422 covers both the
+# validation errors and the app's own ("query too long", "not a usable image").
+router = APIRouter(responses={code: {"model": ErrorBody} for code in (401, 403, 404, 409, 413, 422, 429, 503)})
 MAX_UPLOAD_BYTES = 10 * 2**20
+_REINDEX = threading.Lock()  # one rebuild at a time: two would race for the same new index generation
 
 
 def _default_resources() -> dict:
@@ -144,9 +156,21 @@ def image(request: Request, image_id: int, w: int = Query(320, ge=32, le=1024)) 
 # Merchant-facing product CRUD ---------------------------------------------------------------------------
 
 
+class ProductIn(pg.Product):
+    """A product as the API accepts it: PostgreSQL text cannot hold NUL, so it is refused here (422), not
+    by the database (500)."""
+
+    @field_validator("name", "brand", "department", "shop_category", "source")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value and "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+
+
 @router.get("/products")
 def list_products(request: Request, limit: int = Query(100, ge=1, le=1000),
-                  offset: int = Query(0, ge=0)) -> list[dict]:
+                  offset: int = Query(0, ge=0, le=10**9)) -> list[dict]:
     with _res(request)["postgres"].connect() as conn:
         return pg.list_products(conn, limit, offset)
 
@@ -161,7 +185,7 @@ def get_product(request: Request, product_id: str) -> dict:
 
 
 @router.post("/products", status_code=201, dependencies=[Depends(require_admin)])
-def create_product(request: Request, product: pg.Product) -> dict:
+def create_product(request: Request, product: ProductIn) -> dict:
     with _res(request)["postgres"].connect() as conn:
         if pg.get_product(conn, product.product_id) is not None:
             raise HTTPException(status_code=409, detail="product exists; use PUT to update it")
@@ -170,7 +194,7 @@ def create_product(request: Request, product: pg.Product) -> dict:
 
 
 @router.put("/products/{product_id}", dependencies=[Depends(require_admin)])
-def update_product(request: Request, product_id: str, product: pg.Product) -> dict:
+def update_product(request: Request, product_id: str, product: ProductIn) -> dict:
     """Replace a product's catalogue data and refresh its documents in the index (no model call)."""
     if product.product_id != product_id:
         raise HTTPException(status_code=422, detail="product_id in the body differs from the path")
@@ -200,6 +224,50 @@ def delete_product(request: Request, product_id: str) -> Response:
             osx.delete_documents(client, target, image_ids)
             client.indices.refresh(index=target)
     return Response(status_code=204)
+
+
+# Operations ------------------------------------------------------------------------------------------------
+
+
+class Reindexed(BaseModel):
+    alias: str
+    index: str
+    documents: int
+
+
+class Released(BaseModel):
+    partitions: list[str]
+    detail: str
+
+
+@router.post("/admin/reindex", response_model=Reindexed, dependencies=[Depends(require_admin)])
+def reindex(request: Request) -> Reindexed:
+    """Rebuild the search index from PostgreSQL alone (the `rebuild_index_job`, no model call); the alias moves
+    only when the new generation is complete. Takes as long as the rebuild; 409 while another one runs."""
+    from imgsearch_pipeline.jobs import rebuild_index_job
+
+    if not _REINDEX.acquire(blocking=False):
+        raise HTTPException(status_code=409, detail="a reindex is already running")
+    try:
+        res = _res(request)
+        rebuild_index_job.execute_in_process(resources={k: res[k] for k in ("postgres", "opensearch", "analysis")})
+    finally:
+        _REINDEX.release()
+    opensearch = res["opensearch"]
+    client = opensearch.client()
+    target = osx.alias_target(client, opensearch.alias) or ""
+    return Reindexed(alias=opensearch.alias, index=target, documents=osx.count(client, target) if target else 0)
+
+
+@router.post("/admin/failures/replay", response_model=Released, dependencies=[Depends(require_admin)])
+def replay_failures(request: Request, partition: str | None = Query(None, max_length=1024)) -> Released:
+    """Release recorded permanent failures (all, or one partition's) so the next run of their partitions
+    retries them, like `imgsearch failures replay` without the run."""
+    with _res(request)["postgres"].connect() as conn:
+        partitions = pg.release_failures(conn, partition)
+    detail = (f"{len(partitions)} partitions hold released failures; their next run retries them "
+              "(imgsearch ingest --partition P, or the replay_failures job)" if partitions else "nothing to replay")
+    return Released(partitions=partitions, detail=detail)
 
 
 def _reindex_product(res: dict, conn, product_id: str) -> None:

@@ -3,16 +3,42 @@
 Dagster's filesystem IO manager refuses an output that spans several partitions, which is exactly what a
 backfill run over a range of prefixes produces. This one splits such a frame by its `partition_key` column
 and stores each partition on its own, so a partition written by a backfill run reads back like any other.
+
+Partition keys become paths below the storage folder, segment by segment. Ordinary segments stay as they are;
+any other (empty, '.', '..', control characters, '%', longer than a file name) is percent-encoded, and hashed
+when still too long, so no key can leave the folder, alias another key's file or exceed a file name's length.
 """
+
+import hashlib
+from urllib.parse import quote
 
 from dagster import ConfigurableIOManagerFactory, InitResourceContext, OutputContext
 from dagster._core.storage.fs_io_manager import PickledObjectFilesystemIOManager
 from pydantic import Field
 
+from imgsearch_pipeline.partitions import CONTROL, MAX_SEGMENT_BYTES
+
 PARTITION_COLUMN = "partition_key"
 
 
+def safe_segment(segment: str) -> str:
+    """A file name for one segment of a partition key; distinct segments give distinct names."""
+    if segment and segment not in (".", "..") and "%" not in segment and not CONTROL.search(segment) \
+            and len(segment.encode("utf-8")) <= MAX_SEGMENT_BYTES:
+        return segment
+    encoded = quote(segment, safe="") if segment else "%"  # quote never yields a lone "%" (nor "." or "..")
+    encoded = {".": "%2E", "..": "%2E%2E"}.get(encoded, encoded)
+    if len(encoded) > MAX_SEGMENT_BYTES:
+        # "%~" appears in no other name: plain names hold no "%", encoded ones only "%" + two hex digits.
+        digest = hashlib.sha256(segment.encode("utf-8", "replace")).hexdigest()
+        encoded = f"{encoded[:MAX_SEGMENT_BYTES - 66]}%~{digest}"
+    return encoded
+
+
 class _PartitionedFrames(PickledObjectFilesystemIOManager):
+    def make_safe_partition_path(self, base_path, partition: str):
+        return base_path.joinpath(*(safe_segment(s) for s in partition.removesuffix("/").split("/")))
+
     def handle_output(self, context: OutputContext, obj) -> None:
         if not context.has_asset_partitions or len(context.asset_partition_keys) <= 1:
             super().handle_output(context, obj)

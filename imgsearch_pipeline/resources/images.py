@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, get_dagster_logger
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from imgsearch_pipeline.catalog import DEFAULT_KEY_PATTERN, Catalog, KeyPattern, parse_feed
+from imgsearch_pipeline.partitions import partition_key_problem
 from imgsearch_pipeline.storage.s3 import get_bytes
 
 
@@ -55,4 +56,8 @@ class ImageStoreResource(ConfigurableResource):
         parts = key.split("/")
         if len(parts) <= self.partition_depth:
             return None
-        return "/".join(parts[: self.partition_depth]) + "/"
+        prefix = "/".join(parts[: self.partition_depth]) + "/"
+        if problem := partition_key_problem(prefix):
+            get_dagster_logger().warning(f"not ingesting {key!r}: its prefix cannot be a partition: {problem}")
+            return None
+        return prefix

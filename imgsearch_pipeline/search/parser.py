@@ -505,8 +505,6 @@ class _Parser:
             said = self.print_yes or self.print_no
             warnings += [f"contradiction: {c.text!r} and {said!r}; nothing can match"
                          for c in filters if c.field == "pattern" and set(c.values) <= unfit]
-        # A lone surrogate (possible from a JSON "\\ud800" escape) would make the plan unserialisable.
-        query = query.encode("utf-8", "replace").decode("utf-8")
         return QueryPlan(query=query, filters=filters, exclude=exclude, has_print=has_print,
                          residual=" ".join(self.residual), unparsed=self.unparsed, warnings=warnings)
 
@@ -537,16 +535,27 @@ def contradictions(filters: list[Clause], exclude: list[Clause]) -> list[str]:
 # Public API ----------------------------------------------------------------------------------------------
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+
+
+def clean_query(text: str) -> str:
+    """The query with control characters (NUL, newlines, escapes) turned into spaces and lone surrogates (from a
+    JSON "\\ud800" escape) into "?": they mean nothing to search, PostgreSQL text cannot hold NUL, and a lone
+    surrogate cannot be encoded at all. The search service cleans every query with it before parsing."""
+    return _CONTROL.sub(" ", text).encode("utf-8", "replace").decode("utf-8")
+
+
 def parse_query(text: str, vocab: Vocabulary | None = None) -> QueryPlan:
     """Parse a natural-language query into a plan; raises `QueryTooLong` beyond `MAX_QUERY_CHARS`."""
     if len(text) > MAX_QUERY_CHARS:
         raise QueryTooLong(len(text))
     lexicon = _lexicon(vocab or get_vocabulary())
-    folded, matches = _scan(text)
+    folded, matches = _scan(clean_query(text))
     parser = _Parser(lexicon, folded)
     for item in _lex(lexicon, matches):
         parser.feed(item)
-    return parser.plan(text)
+    # The plan echoes the query as typed, but a lone surrogate would make it unserialisable.
+    return parser.plan(text.encode("utf-8", "replace").decode("utf-8"))
 
 
 def plan_summary(plan: QueryPlan) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from imgsearch_pipeline.analysis.provider import AnalysisProvider
 from imgsearch_pipeline.search.backend import Mode, SearchBackend, SearchRequest
-from imgsearch_pipeline.search.parser import parse_query
+from imgsearch_pipeline.search.parser import clean_query, parse_query
 from imgsearch_pipeline.search.plan import QueryPlan
 from imgsearch_pipeline.search.results import SearchResponse
 from imgsearch_pipeline.vocab import Vocabulary, get_vocabulary
@@ -14,6 +14,7 @@ from imgsearch_pipeline.vocab import Vocabulary, get_vocabulary
 MAX_RESULTS = 100
 # Fields every analysis has (possibly empty); department and open attributes may be absent from a catalogue.
 _ALWAYS_PRESENT = {"category", "color", "pattern"}
+NOTHING_TO_SEARCH = "nothing to search by in the query (empty, or only common words and symbols): every product matches"
 
 
 def semantic_text(plan: QueryPlan, vocab: Vocabulary) -> str:
@@ -70,10 +71,12 @@ class SearchService:
 
     def search(self, query: str, size: int = 20, mode: Mode = "hybrid", facets: bool = True) -> SearchResponse:
         """`hybrid` is the product; `vector` and `keyword` rank the raw query over everything (baselines)."""
-        plan = self.parse(query)
+        plan = self.parse(clean_query(query))
         if mode == "hybrid":
             plan = self.applicable(plan)
         text = semantic_text(plan, self.vocab) if mode == "hybrid" else plan.query
+        if mode == "hybrid" and not text and not (plan.filters or plan.exclude or plan.has_print is not None):
+            plan = plan.model_copy(update={"warnings": [*plan.warnings, NOTHING_TO_SEARCH]})
         vector = None
         if text and mode in ("hybrid", "vector"):
             vector = [float(x) for x in self.provider.embed_text([text])[0]]
@@ -93,7 +96,7 @@ class SearchService:
             vector, exclude = indexed.image_vector, [indexed.product_id]
         else:
             vector = [float(x) for x in self.provider.embed_image(image)]
-        return self.backend.search(SearchRequest(plan=self.applicable(self.parse(query)), mode="image",
+        return self.backend.search(SearchRequest(plan=self.applicable(self.parse(clean_query(query))), mode="image",
                                                  image_vector=vector,
                                                  exclude_products=exclude, size=_clamp(size)))
 
