@@ -10,6 +10,7 @@ with the benchmark's own database and index prefix.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -104,13 +105,23 @@ def start_servers(args: argparse.Namespace, log=print) -> Servers:
     return Servers(dsn, url, state, started)
 
 
+def start_s3(args: argparse.Namespace) -> str:
+    """An S3 endpoint for the benchmarks that read images: the project's settings, or moto in `args.state`."""
+    if args.use_settings:
+        return config.load_settings().require("s3_endpoint_url")
+    from imgsearch_pipeline.stack import s3
+
+    return s3.start(args.state.resolve())
+
+
 def stop_servers(state: Path) -> None:
     """Stop the benchmark's own servers (only those of `state`)."""
-    from imgsearch_pipeline.stack import postgres
+    from imgsearch_pipeline.stack import postgres, s3
     from imgsearch_pipeline.stack.opensearch import OpenSearchNode
 
     OpenSearchNode(home=None, state_dir=state.resolve() / "opensearch").stop()
     postgres.stop(state.resolve() / "postgres")
+    s3.stop(state.resolve())
 
 
 def delete_indices(client: OpenSearch, prefix: str) -> None:
@@ -134,6 +145,44 @@ def wait_for_merges(client: OpenSearch, index: str, timeout: float = 600.0) -> f
 def segment_count(client: OpenSearch, index: str) -> int:
     stats = client.indices.stats(index=index, metric="segments")
     return stats["_all"]["primaries"]["segments"]["count"]
+
+
+def server_pids(state: Path | None) -> dict[str, int]:
+    """Process ids of the benchmark's own servers in `state` (none with --use-settings)."""
+    if state is None:
+        return {}
+    from imgsearch_pipeline.stack.opensearch import OpenSearchNode
+    from imgsearch_pipeline.stack.process import read_pid
+
+    pids = {"opensearch": OpenSearchNode(home=None, state_dir=state / "opensearch").pid(),
+            "s3 (moto)": read_pid(state / "s3.pid")}
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        pids["postgres"] = int((state / "postgres" / "postmaster.pid").read_text().split()[0])
+    return {k: v for k, v in pids.items() if v}
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and of its children that have exited (Postgres backends after their connection)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds spent by this process and by each server during a `with` block (its wall time too)."""
+
+    def __init__(self, servers: Servers) -> None:
+        self.pids = server_pids(servers.state)
+
+    def __enter__(self) -> CpuMeter:
+        self.start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self.self_start = time.process_time()
+        self.wall_start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.seconds = {"wall": time.perf_counter() - self.wall_start,
+                        "this process": time.process_time() - self.self_start}
+        self.seconds |= {name: cpu_seconds(pid) - self.start[name] for name, pid in self.pids.items()}
 
 
 # The machine -----------------------------------------------------------------------------------------------

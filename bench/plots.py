@@ -1,9 +1,9 @@
 """PNG charts of the benchmarks' JSON results (needs matplotlib, which the project does not depend on).
 
     python bench/plots.py --writes bench/results/writes-100k.json --search bench/results/search-scaling.json \\
-        --out bench/results
+        --ingest bench/results/ingest.json --memory bench/results/memory.json --out docs/plots
 
-Reads only the JSON files that `bench/writes.py --json` and `bench/search_latency.py --json` write, so it runs
+Reads only the JSON files that the benchmarks write with `--json`, so it runs
 in any Python that has matplotlib and numpy (the project's own modules are not imported).
 """
 
@@ -83,6 +83,29 @@ def plot_search(data: dict, out: Path, plt) -> list[Path]:
     plt.close(fig)
     made.append(path)
 
+    if len(runs) > 1 and all("postgres_load_s" in r["load"] for r in runs):
+        # Ingest (write) time by size: the dataset grows in place, so each size's figure is its increment.
+        fig, ax = plt.subplots(figsize=(6, 4))
+        sizes = [r["size"] for r in runs]
+        for key, label in (("postgres_load_s", "Postgres COPY (cumulative)"),
+                           ("opensearch_index_s", "OpenSearch bulk_index (cumulative)")):
+            total, ys = 0.0, []
+            for r in runs:
+                total += r["load"][key]
+                ys.append(total)
+            ax.plot(sizes, ys, marker="o", label=label)
+        ax.plot(sizes, [r["load"]["hnsw_build_s"] for r in runs], marker="o",
+                label="Postgres HNSW build over all rows")
+        ax.set_xlabel("images")
+        ax.set_ylabel("seconds")
+        ax.set_title("Write time by catalogue size (linear axes)", fontsize=9)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = out / "scaling-ingest.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        made.append(path)
+
     if len(runs) > 1:
         fig, ax = plt.subplots(figsize=(6, 4))
         sizes = [r["size"] for r in runs]
@@ -105,11 +128,50 @@ def plot_search(data: dict, out: Path, plt) -> list[Path]:
     return made
 
 
+def plot_ingest(data: dict, out: Path, plt) -> list[Path]:
+    rounds = data["rounds"]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    xs = range(1, len(rounds) + 1)
+    n = data["images"]
+    ax.bar([x - 0.2 for x in xs], [n / r["analysis_s"] for r in rounds], 0.4, label="analysis alone")
+    ax.bar([x + 0.2 for x in xs], [n / r["pipeline"]["first"]["seconds"] for r in rounds], 0.4,
+           label="whole ingest_partition run")
+    ax.set_xticks(list(xs), [f"round {x}" for x in xs])
+    ax.set_ylabel("images/s")
+    ax.set_title(f"Ingest of {n} images, one partition (target: pipeline >= analysis / 1.15)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = out / "ingest.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
+
+
+def plot_memory(data: dict, out: Path, plt) -> list[Path]:
+    runs = data["runs"]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    sizes = [r["images"] for r in runs]
+    ax.plot(sizes, [r["peak_rss_mb"] for r in runs], marker="o", label="peak RSS of the worker")
+    ax.plot(sizes, [r["rss_before_mb"] for r in runs], marker="o", linestyle=":", label="RSS with models loaded")
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("images in the partition")
+    ax.set_ylabel("MB")
+    ax.set_title("Worker memory by partition size", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = out / "memory.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--writes", type=Path)
     parser.add_argument("--search", type=Path)
-    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    parser.add_argument("--ingest", type=Path)
+    parser.add_argument("--memory", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("docs/plots"))
     args = parser.parse_args(argv)
     try:
         import matplotlib
@@ -126,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         made += plot_writes(json.loads(args.writes.read_text()), args.out, plt)
     if args.search:
         made += plot_search(json.loads(args.search.read_text()), args.out, plt)
+    if args.ingest:
+        made += plot_ingest(json.loads(args.ingest.read_text()), args.out, plt)
+    if args.memory:
+        made += plot_memory(json.loads(args.memory.read_text()), args.out, plt)
     for p in made:
         print(p)
     return 0

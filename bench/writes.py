@@ -7,18 +7,19 @@ block (1,000 rows per call and commit, like one partition of the analysis asset)
 into a database of its own. The paths take turns on every block, so machine load hits them alike and their
 ratios hold even on a busy machine:
 
-  save_analyses         the project's path (`storage.postgres.save_analyses`: executemany of an upsert)
+  save_analyses         the project's path (`storage.postgres.save_analyses`: COPY into a temp table, upsert)
   copy+upsert           binary COPY into a temp table, one INSERT .. SELECT .. ON CONFLICT (bench/synthetic.py)
   copy                  binary COPY straight into the table (new rows only): the engine's floor
 
-each without and (save_analyses and copy; skip with --no-hnsw) with the model version's HNSW indexes in place:
-the analysis asset calls `ensure_vector_indexes` before it saves, so every save maintains two HNSW graphs.
-Then the indexes are built once over the filled table (the alternative: bulk load first, index after).
+each without and (save_analyses and copy; skip with --no-hnsw) with the model version's HNSW indexes in place
+(every save then maintains two HNSW graphs, as rows arriving after a version's first build do). Then the
+indexes are built once over the filled table, which is what the pipeline does once a version covers the
+catalogue (`ensure_vector_indexes` from the image_analysis asset).
 
 OpenSearch: the rows of `storage.postgres.iter_index_rows` (read once, in memory) are indexed through the
-project's `bulk_index` (to_document + opensearch-py helpers.bulk, 500 per request) and, taking turns chunk by
-chunk, as pre-serialised `_bulk` bodies of the same documents (the engine alone). Last, the full rebuild the
-`rebuild_search_index` job runs: `storage.opensearch.rebuild` fed by `iter_index_rows`, wall clock to the
+project's `bulk_index` (to_document + opensearch-py parallel_bulk, 500 per request, 2 at once) and, taking
+turns chunk by chunk, as pre-serialised `_bulk` bodies of the same documents (the engine alone). Last, the full
+rebuild the `rebuild_search_index` job runs: `storage.opensearch.rebuild` fed by `iter_index_rows`, wall clock to the
 swapped alias.
 
 A breakdown (--breakdown N documents) then indexes the same pre-serialised documents into variants of the

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pandas as pd
 
 from imgsearch_pipeline.analysis.pacing import Pacer
@@ -117,12 +118,16 @@ def analyse_images(todo: Sequence[dict], read: Callable[[str], bytes], provider:
 
 def collect(rows: Sequence[dict], results: Sequence[ImageAnalysis | AnalysisFailure], provider: AnalysisProvider,
             attrs: list[dict], vecs: list[dict]) -> None:
-    """Append one attribute row per image (analysed or failed) and one vector row per analysed image."""
+    """Append one attribute row per image (analysed or failed) and one vector row per analysed image.
+
+    Vectors are kept as float32 arrays (what Postgres stores): as Python float lists a partition's vectors
+    would take ~8x the memory (~53 KB per image for the builtin provider's 1280 + 384 floats)."""
     for row, result in zip(rows, results, strict=True):
         if isinstance(result, ImageAnalysis):
             attrs.append(_analysed(row, result))
             vecs.append({"image_id": row["image_id"], "partition_key": row.get("partition_key"),
-                         "image_embedding": result.image_embedding, "text_embedding": result.text_embedding})
+                         "image_embedding": np.asarray(result.image_embedding, dtype=np.float32),
+                         "text_embedding": np.asarray(result.text_embedding, dtype=np.float32)})
         else:
             attrs.append(_failed(row, result, provider))
 

@@ -6,8 +6,11 @@ One provider pass yields both `image_attributes` and `image_embeddings` (a multi
 
 
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
@@ -33,11 +36,13 @@ from imgsearch_pipeline.analysis.types import ImageAnalysis
 from imgsearch_pipeline.partitions import image_prefixes
 from imgsearch_pipeline.resources import AnalysisProviderResource, ImageStoreResource, PostgresResource
 from imgsearch_pipeline.storage import postgres as pg
+from imgsearch_pipeline.storage.s3 import get_bytes
 from imgsearch_pipeline.vocab import get_vocabulary
 
 # A backfill over many prefixes runs a few partitions per run: one model session and, for Bedrock, one batch
 # job serve several prefixes, while a failure still only costs a handful of partitions.
 BACKFILL = BackfillPolicy.multi_run(max_partitions_per_run=8)
+SAVE_CHUNK = 500  # analyses validated and written per statement batch (bounds the memory of a large partition)
 
 
 class AnalysisRunConfig(Config):
@@ -83,11 +88,14 @@ def image_attributes_and_embeddings(
         todo = [{**row, "partition_key": key} for key in keys
                 for row in pg.images_to_analyse(conn, key, provider.model_version)]
     context.log.info(f"{len(todo)} images of {len(keys)} partition(s) to analyse with {provider.model_version}")
+    # One S3 client for every read of the run: building a boto3 client costs ~150 ms of CPU, more than the
+    # model spends on an image (`images.read` builds one per call).
+    read = partial(get_bytes, images.client(), images.bucket)
     started = time.perf_counter()
     if config.batch_inference and hasattr(provider, "run_batch") and todo:
-        attributes, embeddings = _batch_inference(context, provider, todo, images, analysis)
+        attributes, embeddings = _batch_inference(context, provider, todo, read, images, analysis)
     else:
-        attributes, embeddings = analyse_images(todo, images.read, provider, batch_size=analysis.batch_size,
+        attributes, embeddings = analyse_images(todo, read, provider, batch_size=analysis.batch_size,
                                                 retry=analysis.retry_policy(), pacer=analysis.pacer(),
                                                 max_in_flight=analysis.max_in_flight)
     elapsed = time.perf_counter() - started
@@ -105,15 +113,16 @@ def image_attributes_and_embeddings(
                  metadata={"vectors": len(embeddings), "image_dim": provider.image_dim, "text_dim": provider.text_dim})
 
 
-def _batch_inference(context: AssetExecutionContext, provider, todo: list[dict], images: ImageStoreResource,
-                     analysis: AnalysisProviderResource) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _batch_inference(context: AssetExecutionContext, provider, todo: list[dict], read: Callable[[str], bytes],
+                     images: ImageStoreResource, analysis: AnalysisProviderResource
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The provider's batch path; a set below the job minimum goes through the ordinary calls instead."""
-    items = [(str(row["image_id"]), images.read(row["s3_key"])) for row in todo]
+    items = [(str(row["image_id"]), read(row["s3_key"])) for row in todo]
     try:
         results = provider.run_batch(items, images.client(), retry=analysis.retry_policy())
     except BatchTooSmall as e:
         context.log.info(f"{e}; analysing on demand instead")
-        return analyse_images(todo, images.read, provider, batch_size=analysis.batch_size,
+        return analyse_images(todo, read, provider, batch_size=analysis.batch_size,
                               retry=analysis.retry_policy(), pacer=analysis.pacer(),
                               max_in_flight=analysis.max_in_flight)
     attrs: list[dict] = []
@@ -156,27 +165,24 @@ def image_analysis(
     ok = image_attributes[image_attributes["status"] == "analysed"] if len(image_attributes) else image_attributes
     bad = image_attributes[image_attributes["status"] == "failed"] if len(image_attributes) else image_attributes
     vectors = image_embeddings.set_index("image_id") if len(image_embeddings) else image_embeddings
-    rows = []
     # pandas turns missing values into NaN on the way through the IO manager; the model wants None.
     ok = ok.astype(object).where(ok.notna(), None)
-    for rec in ok.to_dict("records"):
-        vec = vectors.loc[rec["image_id"]]
-        rows.append((int(rec["image_id"]), rec["content_hash"], ImageAnalysis(
-            category=rec["category"], category_confidence=rec["category_confidence"],
-            colors=[{"color": c, "coverage": s} for c, s in zip(rec["colors"], rec["color_coverage"], strict=True)],
-            pattern=rec["pattern"], has_print=rec["has_print"], attributes=rec["attributes"],
-            description=rec["description"], model_version=rec["model_version"],
-            image_embedding=list(vec["image_embedding"]), text_embedding=list(vec["text_embedding"]),
-        )))
     failures = [pg.Failure(image_id=int(r["image_id"]), content_hash=r["content_hash"], reason=r["error"],
                            retryable=bool(r["retryable"])) for r in bad.to_dict("records")]
     counts: dict[str, int] = {}
     provider = analysis.get()
+    saved = 0
     with postgres.connect() as conn:
-        # Before a model version's first rows: building an HNSW index blocks writes while it runs.
-        pg.ensure_vector_indexes(conn, provider.model_version, provider.image_dim, provider.text_dim)
-        saved = pg.save_analyses(conn, rows, vocab.version)
+        records = ok.to_dict("records")
+        for i in range(0, len(records), SAVE_CHUNK):  # validated objects for a chunk at a time, not the partition
+            saved += pg.save_analyses(conn, [_analysis(rec, vectors.loc[rec["image_id"]])
+                                             for rec in records[i:i + SAVE_CHUNK]], vocab.version)
         pg.mark_failed(conn, failures, provider.model_version)
+        conn.commit()
+        # The version's HNSW indexes (Postgres search) are built once its analyses cover the catalogue: one
+        # build over the loaded rows, not every row of a backfill added to two graphs one at a time.
+        if pg.images_missing_version(conn, provider.model_version) == 0:
+            pg.ensure_vector_indexes(conn, provider.model_version, provider.image_dim, provider.text_dim)
         for key in context.partition_keys:
             for status, n in pg.status_counts(conn, key).items():
                 counts[status] = counts.get(status, 0) + n
@@ -188,6 +194,18 @@ def image_analysis(
         "vocab_version": vocab.version,
         **{f"status_{k}": v for k, v in sorted(counts.items())},
     })
+
+
+def _analysis(rec: dict, vec: pd.Series) -> tuple[int, str, ImageAnalysis]:
+    """(image_id, content_hash, analysis) of one attribute row and its vectors (arrays, or lists from older runs)."""
+    return int(rec["image_id"]), rec["content_hash"], ImageAnalysis(
+        category=rec["category"], category_confidence=rec["category_confidence"],
+        colors=[{"color": c, "coverage": s} for c, s in zip(rec["colors"], rec["color_coverage"], strict=True)],
+        pattern=rec["pattern"], has_print=rec["has_print"], attributes=rec["attributes"],
+        description=rec["description"], model_version=rec["model_version"],
+        image_embedding=np.asarray(vec["image_embedding"], dtype=np.float64).tolist(),
+        text_embedding=np.asarray(vec["text_embedding"], dtype=np.float64).tolist(),
+    )
 
 
 def _one_frame(value: pd.DataFrame | dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -17,6 +17,10 @@ _FIELDS = {"category": "category", "color": "colors", "pattern": "pattern", "dep
 _SOURCE = ["image_id", "product_id", "s3_key", "category", "colors", "pattern", "has_print", "attributes",
            "description", "product_name", "brand", "department"]
 FACET_SIZE = 30
+# Candidate lists return ids and product ids (doc values) only: loading the stored source of every candidate
+# (vectors included, ~19 KB each with the builtin provider) cost more than the searches themselves. The
+# documents of the hits shown come by one mget after fusion.
+_IDS_ONLY = {"_source": False, "docvalue_fields": ["product_id"]}
 
 
 def field_for(clause: Clause) -> str:
@@ -52,11 +56,11 @@ class OpenSearchBackend:
             # hybrid: every filtered item is a candidate, BM25 orders them; keyword: only items that match.
             query = {"bool": {"filter": [flt], "should": match}} if req.mode == "hybrid" else \
                 {"bool": {"filter": [flt], "must": match}}
-            lists.append({"size": req.candidates, "_source": _SOURCE, "query": query, "track_total_hits": False})
+            lists.append({"size": req.candidates, **_IDS_ONLY, "query": query, "track_total_hits": False})
         vector_field, vector = {"hybrid": ("text_vector", req.text_vector), "vector": ("text_vector", req.text_vector),
                                 "image": ("image_vector", req.image_vector)}.get(req.mode, (None, None))
         if vector is not None:
-            lists.append({"size": req.candidates, "_source": _SOURCE, "query": {"knn": {vector_field: {
+            lists.append({"size": req.candidates, **_IDS_ONLY, "query": {"knn": {vector_field: {
                 "vector": [float(x) for x in vector], "k": req.candidates, "filter": flt}}}})
         # How many products match at all (for "N products" and honest empty pages), and the facets.
         aggs: dict = {"products": {"cardinality": {"field": "product_id"}}}
@@ -72,14 +76,22 @@ class OpenSearchBackend:
             if "error" in r:
                 raise RuntimeError(f"OpenSearch query failed: {r['error']}")
         ranked = [[h["_id"] for h in r["hits"]["hits"]] for r in responses[:-1]]
-        sources = {h["_id"]: h["_source"] for r in responses[:-1] for h in r["hits"]["hits"]}
-        fused = best_per_group(rrf(ranked), {i: s["product_id"] for i, s in sources.items()}, req.size)
+        products = {h["_id"]: h["fields"]["product_id"][0] for r in responses[:-1] for h in r["hits"]["hits"]}
+        fused = best_per_group(rrf(ranked), products, req.size)
+        sources = self._sources([i for i, _ in fused])
         counts = responses[-1]["aggregations"]
         facets = {name: [FacetCount(value=b["key"], products=b["products"]["value"])
                          for b in counts[f"facet_{name}"]["buckets"]] for name in FACET_FIELDS if req.facets}
-        hits = [Hit.from_document(sources[i], score, req.plan) for i, score in fused]
+        hits = [Hit.from_document(sources[i], score, req.plan) for i, score in fused if i in sources]
         return SearchResponse(plan=req.plan, hits=hits, total_products=counts["products"]["value"], facets=facets,
                               mode=req.mode, backend=self.name)
+
+    def _sources(self, ids: list[str]) -> dict[str, dict]:
+        """The stored documents of the hits shown (the candidate lists carry ids and product ids only)."""
+        if not ids:
+            return {}
+        docs = self.client.mget(index=self.index, body={"ids": ids}, _source_includes=_SOURCE)["docs"]
+        return {d["_id"]: d["_source"] for d in docs if d.get("found")}
 
     def fields_with_values(self, fields: list[str]) -> set[str]:
         aggs = {f"has_{i}": {"filter": {"exists": {"field": _FIELDS.get(f, f"attributes.{f}")}}}
