@@ -15,6 +15,7 @@ import numpy as np
 import psycopg
 from pgvector.psycopg import register_vector
 from psycopg import sql
+from psycopg.adapt import AdaptersMap
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,11 +25,26 @@ from imgsearch_pipeline.analysis.types import ImageAnalysis
 _MIGRATION_LOCK = 7_214_001
 
 
+# Per DSN: the vector type's oid and adapters registered for it. pgvector's register_vector makes new adapter
+# classes and four catalogue queries on every call, which a process keeps (~23 KB a connection, for good);
+# later connections copy these adapters instead.
+_VECTOR_ADAPTERS: dict[str, tuple[int, AdaptersMap]] = {}
+
+
 def connect(dsn: str) -> psycopg.Connection:
     """A connection with the vector type registered (after migrations created the extension)."""
-    conn = psycopg.connect(dsn, row_factory=dict_row, connect_timeout=10)
-    if conn.execute("SELECT 1 FROM pg_type WHERE typname = 'vector'").fetchone():
+    cached = _VECTOR_ADAPTERS.get(dsn)
+    conn = psycopg.connect(dsn, row_factory=dict_row, connect_timeout=10, context=cached[1] if cached else None)
+    row = conn.execute("SELECT oid FROM pg_type WHERE typname = 'vector'").fetchone()
+    if cached and row and row["oid"] == cached[0]:
+        return conn
+    if cached:  # the extension was dropped or made anew (a recreated database): register afresh
+        del _VECTOR_ADAPTERS[dsn]
+        conn.close()
+        conn = psycopg.connect(dsn, row_factory=dict_row, connect_timeout=10)
+    if row:
         register_vector(conn)
+        _VECTOR_ADAPTERS[dsn] = (row["oid"], conn.adapters)
     return conn
 
 

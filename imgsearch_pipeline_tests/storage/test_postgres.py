@@ -99,3 +99,29 @@ def test_product_crud_and_cascade(conn):
     assert len(ids) == 1
     assert conn.execute("SELECT count(*) AS n FROM product_images").fetchone()["n"] == 0
     assert pg.delete_product(conn, "p1") is None
+
+
+def test_connections_share_the_vector_adapters_and_notice_a_new_extension(new_database):
+    import numpy as np
+    from psycopg.adapt import PyFormat
+
+    dsn = new_database()
+
+    def roundtrip(c) -> list[float]:
+        return c.execute("SELECT %s::vector AS v", (np.array([1.0, 2.5], dtype=np.float32),)).fetchone()["v"].to_list()
+
+    with pg.connect(dsn) as c:  # no extension yet: nothing to register
+        c.execute("CREATE EXTENSION vector")
+        c.commit()
+    with pg.connect(dsn) as first, pg.connect(dsn) as second:
+        # The same adapter classes, not new ones per connection (those stay in memory for good).
+        dumper = first.adapters.get_dumper(np.ndarray, PyFormat.AUTO)
+        assert second.adapters.get_dumper(np.ndarray, PyFormat.AUTO) is dumper
+        assert roundtrip(first) == roundtrip(second) == [1.0, 2.5]
+    with pg.connect(dsn) as c:  # the extension made anew has another oid
+        c.execute("DROP EXTENSION vector")
+        c.execute("CREATE EXTENSION vector")
+        c.commit()
+    with pg.connect(dsn) as c:
+        assert roundtrip(c) == [1.0, 2.5]
+        assert c.adapters.get_dumper(np.ndarray, PyFormat.AUTO) is not dumper
