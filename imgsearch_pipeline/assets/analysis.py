@@ -7,7 +7,6 @@ One provider pass yields both `image_attributes` and `image_embeddings` (a multi
 
 import time
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -36,7 +35,6 @@ from imgsearch_pipeline.analysis.types import ImageAnalysis
 from imgsearch_pipeline.partitions import image_prefixes
 from imgsearch_pipeline.resources import AnalysisProviderResource, ImageStoreResource, PostgresResource
 from imgsearch_pipeline.storage import postgres as pg
-from imgsearch_pipeline.storage.s3 import get_bytes
 from imgsearch_pipeline.vocab import get_vocabulary
 
 # A backfill over many prefixes runs a few partitions per run: one model session and, for Bedrock, one batch
@@ -88,9 +86,7 @@ def image_attributes_and_embeddings(
         todo = [{**row, "partition_key": key} for key in keys
                 for row in pg.images_to_analyse(conn, key, provider.model_version)]
     context.log.info(f"{len(todo)} images of {len(keys)} partition(s) to analyse with {provider.model_version}")
-    # One S3 client for every read of the run: building a boto3 client costs ~150 ms of CPU, more than the
-    # model spends on an image (`images.read` builds one per call).
-    read = partial(get_bytes, images.client(), images.bucket)
+    read = images.read
     started = time.perf_counter()
     if config.batch_inference and hasattr(provider, "run_batch") and todo:
         attributes, embeddings = _batch_inference(context, provider, todo, read, images, analysis)
