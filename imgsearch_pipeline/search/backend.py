@@ -18,7 +18,7 @@ from imgsearch_pipeline.search.results import SearchResponse
 # vector / keyword: one list, no filters: the baselines the evaluation compares against.
 Mode = Literal["hybrid", "vector", "keyword", "image"]
 FACET_FIELDS = ("category", "color", "pattern")
-CANDIDATES = 200  # per ranked list, before collapsing to one hit per product
+CANDIDATES = 100  # per ranked list, before collapsing to one hit per product
 
 
 class SearchRequest(BaseModel):

@@ -211,7 +211,10 @@ def _lexicon(vocab: Vocabulary) -> _Lexicon:
         return hit[1]
     lexicon = _Lexicon(vocab)
     key = id(vocab)
-    _LEXICONS[key] = (weakref.ref(vocab, lambda _ref: _LEXICONS.pop(key, None)), lexicon)
+    # The callback holds the dict itself (module globals are None at interpreter exit) and drops only its own
+    # entry (an id can be reused by a newer vocabulary).
+    _LEXICONS[key] = (weakref.ref(vocab, lambda ref, key=key, cache=_LEXICONS:
+                                  cache.pop(key) if cache.get(key, (None,))[0] is ref else None), lexicon)
     return lexicon
 
 
