@@ -37,7 +37,7 @@ bench: install
 	$(BIN)/python bench/memory.py --sizes 500,5000 --json $(R)/memory.json > $(R)/memory.md
 	$(BIN)/python bench/writes.py --n 100000 --no-hnsw --breakdown 0 --json $(R)/writes-100k.json > $(R)/writes-100k.md
 	$(BIN)/python bench/writes.py --n 10000 --breakdown 10000 --json $(R)/writes-10k.json > $(R)/writes-10k.md
-	$(BIN)/python bench/search_latency.py --sizes 10000,30000,100000 --repeats 10 \
+	$(BIN)/python bench/search_latency.py --sizes 10000,30000,100000 --repeats 10 --candidates 200 \
 	    --json $(R)/search-scaling.json > $(R)/search-scaling.md
 	$(BIN)/python bench/search_latency.py --n 100000 --candidates 100 --repeats 10 --no-breakdown \
 	    --json $(R)/search-100k-candidates100.json > $(R)/search-100k-candidates100.md
