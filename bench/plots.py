@@ -17,6 +17,16 @@ from pathlib import Path
 CLASSES = ("filter-heavy", "negation", "residual-text", "pure-semantic")
 
 
+def _save(fig, path: Path) -> Path:
+    """Write the figure and let pyplot forget it (it keeps every open figure until closed)."""
+    from matplotlib import pyplot
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    pyplot.close(fig)
+    return path
+
+
 def plot_writes(data: dict, out: Path, plt) -> list[Path]:
     made = []
     pgr = data["postgres"]
@@ -33,11 +43,7 @@ def plot_writes(data: dict, out: Path, plt) -> list[Path]:
     ax.set_ylabel("docs/s (per 1,000-row batch)")
     ax.set_title(f"Postgres writes, {data['n']} analyses (load {data['load_start']})", fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "writes-postgres.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    made.append(path)
+    made.append(_save(fig, out / "writes-postgres.png"))
 
     osr = data["opensearch"]
     labels = [k for k, v in osr.items() if k != "breakdown" and isinstance(v, dict)]
@@ -52,11 +58,7 @@ def plot_writes(data: dict, out: Path, plt) -> list[Path]:
     ax.set_xscale("log")
     ax.set_xlabel("docs/s (log)")
     ax.set_title("OpenSearch indexing (dashed: target 5,000/s)", fontsize=9)
-    fig.tight_layout()
-    path = out / "writes-opensearch.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    made.append(path)
+    made.append(_save(fig, out / "writes-opensearch.png"))
     return made
 
 
@@ -77,11 +79,7 @@ def plot_search(data: dict, out: Path, plt) -> list[Path]:
         ax.set_ylabel("p95 ms (log)")
         ax.set_title(f"{backend}, {last['size']} images (dashed: 50 ms)", fontsize=9)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "search-p95.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    made.append(path)
+    made.append(_save(fig, out / "search-p95.png"))
 
     if len(runs) > 1 and all("postgres_load_s" in r["load"] for r in runs):
         # Ingest (write) time by size: the dataset grows in place, so each size's figure is its increment.
@@ -100,11 +98,7 @@ def plot_search(data: dict, out: Path, plt) -> list[Path]:
         ax.set_ylabel("seconds")
         ax.set_title("Write time by catalogue size (linear axes)", fontsize=9)
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = out / "scaling-ingest.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        made.append(path)
+        made.append(_save(fig, out / "scaling-ingest.png"))
 
     if len(runs) > 1:
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -120,11 +114,7 @@ def plot_search(data: dict, out: Path, plt) -> list[Path]:
         ax.set_ylabel("p95 ms over all queries (log)")
         ax.set_title("Search latency by catalogue size", fontsize=9)
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = out / "search-scaling.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        made.append(path)
+        made.append(_save(fig, out / "search-scaling.png"))
     return made
 
 
@@ -140,11 +130,7 @@ def plot_ingest(data: dict, out: Path, plt) -> list[Path]:
     ax.set_ylabel("images/s")
     ax.set_title(f"Ingest of {n} images, one partition (target: pipeline >= analysis / 1.15)", fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "ingest.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path]
+    return [_save(fig, out / "ingest.png")]
 
 
 def plot_memory(data: dict, out: Path, plt) -> list[Path]:
@@ -158,11 +144,7 @@ def plot_memory(data: dict, out: Path, plt) -> list[Path]:
     ax.set_ylabel("MB")
     ax.set_title("Worker memory by partition size", fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "memory.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path]
+    return [_save(fig, out / "memory.png")]
 
 
 def main(argv: list[str] | None = None) -> int:
