@@ -37,7 +37,6 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import psycopg
-from psycopg.types.json import Jsonb
 
 from imgsearch_pipeline.analysis.describe import describe
 from imgsearch_pipeline.analysis.types import ColorShare, ImageAnalysis
@@ -394,12 +393,6 @@ def analyses(block: Block, ids: dict[str, int]) -> list[tuple[int, str, ImageAna
             for it, iv, tv in zip(block.items, block.image_vectors, block.text_vectors, strict=True)]
 
 
-_ANALYSIS_COLS = ("image_id, model_version, content_hash, category, category_confidence, colors, color_coverage, "
-                  "pattern, has_print, attributes, description, image_embedding, text_embedding, vocab_version")
-_ANALYSIS_TYPES = ["int8", "text", "text", "text", "float4", "text[]", "float4[]", "text", "bool", "jsonb", "text",
-                   "vector", "vector", "text"]
-
-
 def copy_analyses(conn: psycopg.Connection, results: Sequence[tuple[int, str, ImageAnalysis]], vocab_version: str,
                   upsert: bool = True) -> int:
     """What `save_analyses` does, with binary COPY instead of one INSERT per row.
@@ -419,24 +412,9 @@ def copy_analyses(conn: psycopg.Connection, results: Sequence[tuple[int, str, Im
             cur.execute("ALTER TABLE bench_analysis_stage DROP COLUMN IF EXISTS description_tsv")
             cur.execute("TRUNCATE bench_analysis_stage")
             target = "bench_analysis_stage"
-        with cur.copy(f"COPY {target} ({_ANALYSIS_COLS}) FROM STDIN WITH (FORMAT BINARY)") as cp:
-            cp.set_types(_ANALYSIS_TYPES)
-            for image_id, content_hash, a in results:
-                cp.write_row((
-                    image_id, a.model_version, content_hash, a.category, a.category_confidence, a.color_ids,
-                    [c.coverage for c in a.colors], a.pattern, a.has_print, Jsonb(a.attributes), a.description,
-                    np.asarray(a.image_embedding, dtype=np.float32) if a.image_embedding else None,
-                    np.asarray(a.text_embedding, dtype=np.float32) if a.text_embedding else None, vocab_version))
+        pg.copy_analysis_rows(cur, target, results, vocab_version)
         if upsert:
-            cur.execute(
-                f"INSERT INTO image_analysis ({_ANALYSIS_COLS}) SELECT {_ANALYSIS_COLS} FROM bench_analysis_stage "
-                "ON CONFLICT (image_id, model_version) DO UPDATE SET content_hash = EXCLUDED.content_hash, "
-                "category = EXCLUDED.category, category_confidence = EXCLUDED.category_confidence, "
-                "colors = EXCLUDED.colors, color_coverage = EXCLUDED.color_coverage, pattern = EXCLUDED.pattern, "
-                "has_print = EXCLUDED.has_print, attributes = EXCLUDED.attributes, "
-                "description = EXCLUDED.description, image_embedding = EXCLUDED.image_embedding, "
-                "text_embedding = EXCLUDED.text_embedding, vocab_version = EXCLUDED.vocab_version, "
-                "analysed_at = now()")
+            cur.execute(pg.upsert_analyses_from("bench_analysis_stage"))
         ids = [r[0] for r in results]
         hashes = [r[1] for r in results]
         versions = [r[2].model_version for r in results]

@@ -238,6 +238,34 @@ _ANALYSIS_TYPES = ["int8", "text", "text", "text", "float4", "text[]", "float4[]
                    "vector", "vector", "text"]
 
 
+def copy_analysis_rows(cur: psycopg.Cursor, table: str, results: Iterable[tuple[int, str, ImageAnalysis]],
+                       vocab_version: str) -> None:
+    """Binary COPY of (image_id, content_hash, analysis) rows into `table`, which has image_analysis' columns."""
+    copy = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT BINARY)").format(sql.Identifier(table),
+                                                                          sql.SQL(_ANALYSIS_COLS))
+    with cur.copy(copy) as cp:
+        cp.set_types(_ANALYSIS_TYPES)
+        for image_id, content_hash, a in results:
+            cp.write_row((
+                image_id, a.model_version, content_hash, a.category, a.category_confidence, a.color_ids,
+                [c.coverage for c in a.colors], a.pattern, a.has_print, Jsonb(a.attributes), a.description,
+                np.asarray(a.image_embedding, dtype=np.float32) if a.image_embedding else None,
+                np.asarray(a.text_embedding, dtype=np.float32) if a.text_embedding else None, vocab_version))
+
+
+def upsert_analyses_from(stage: str) -> sql.Composed:
+    """One statement moving a staged table's rows into image_analysis; repeating it changes nothing."""
+    return sql.SQL(
+        "INSERT INTO image_analysis ({cols}) SELECT {cols} FROM {stage} "
+        "ON CONFLICT (image_id, model_version) DO UPDATE SET content_hash = EXCLUDED.content_hash, "
+        "category = EXCLUDED.category, category_confidence = EXCLUDED.category_confidence, "
+        "colors = EXCLUDED.colors, color_coverage = EXCLUDED.color_coverage, pattern = EXCLUDED.pattern, "
+        "has_print = EXCLUDED.has_print, attributes = EXCLUDED.attributes, "
+        "description = EXCLUDED.description, image_embedding = EXCLUDED.image_embedding, "
+        "text_embedding = EXCLUDED.text_embedding, vocab_version = EXCLUDED.vocab_version, "
+        "analysed_at = now()").format(cols=sql.SQL(_ANALYSIS_COLS), stage=sql.Identifier(stage))
+
+
 def save_analyses(
     conn: psycopg.Connection, results: Sequence[tuple[int, str, ImageAnalysis]], vocab_version: str
 ) -> int:
@@ -255,23 +283,8 @@ def save_analyses(
             " has_print boolean, attributes jsonb, description text, image_embedding vector, text_embedding vector,"
             " vocab_version text) ON COMMIT DELETE ROWS")
         cur.execute("TRUNCATE analysis_stage")  # an earlier call in the same transaction
-        with cur.copy(f"COPY analysis_stage ({_ANALYSIS_COLS}) FROM STDIN WITH (FORMAT BINARY)") as cp:
-            cp.set_types(_ANALYSIS_TYPES)
-            for image_id, content_hash, a in latest.values():
-                cp.write_row((
-                    image_id, a.model_version, content_hash, a.category, a.category_confidence, a.color_ids,
-                    [c.coverage for c in a.colors], a.pattern, a.has_print, Jsonb(a.attributes), a.description,
-                    np.asarray(a.image_embedding, dtype=np.float32) if a.image_embedding else None,
-                    np.asarray(a.text_embedding, dtype=np.float32) if a.text_embedding else None, vocab_version))
-        cur.execute(
-            f"INSERT INTO image_analysis ({_ANALYSIS_COLS}) SELECT {_ANALYSIS_COLS} FROM analysis_stage "
-            "ON CONFLICT (image_id, model_version) DO UPDATE SET content_hash = EXCLUDED.content_hash, "
-            "category = EXCLUDED.category, category_confidence = EXCLUDED.category_confidence, "
-            "colors = EXCLUDED.colors, color_coverage = EXCLUDED.color_coverage, pattern = EXCLUDED.pattern, "
-            "has_print = EXCLUDED.has_print, attributes = EXCLUDED.attributes, "
-            "description = EXCLUDED.description, image_embedding = EXCLUDED.image_embedding, "
-            "text_embedding = EXCLUDED.text_embedding, vocab_version = EXCLUDED.vocab_version, "
-            "analysed_at = now()")
+        copy_analysis_rows(cur, "analysis_stage", latest.values(), vocab_version)
+        cur.execute(upsert_analyses_from("analysis_stage"))
         cur.execute("DELETE FROM analysis_failures f USING analysis_stage s "
                     "WHERE f.image_id = s.image_id AND f.model_version = s.model_version")
         # Only images whose bytes are still the analysed ones: a concurrent inventory may have moved on.
