@@ -17,10 +17,11 @@ indexes are built once over the filled table, which is what the pipeline does on
 catalogue (`ensure_vector_indexes` from the image_analysis asset).
 
 OpenSearch: the rows of `storage.postgres.iter_index_rows` (read once, in memory) are indexed through the
-project's `bulk_index` (to_document + opensearch-py parallel_bulk, 500 per request, 2 at once) and, taking
-turns chunk by chunk, as pre-serialised `_bulk` bodies of the same documents (the engine alone). Last, the full
-rebuild the `rebuild_search_index` job runs: `storage.opensearch.rebuild` fed by `iter_index_rows`, wall clock to the
-swapped alias.
+project's `bulk_index` (`document_json`, 500 per request, 2 requests at once) and, taking turns chunk by chunk,
+as pre-serialised `_bulk` bodies of the same documents (the engine alone). Last, the full rebuild the
+`rebuild_search_index` job runs: `storage.opensearch.rebuild` fed by `iter_index_rows`, wall clock to the
+swapped alias. The CPU seconds each server and this process spend are measured too: the node's CPU per
+document bounds the docs/s any client can reach on this machine's cores.
 
 A breakdown (--breakdown N documents) then indexes the same pre-serialised documents into variants of the
 index, one change at a time (no vectors, one vector field, no refresh, lower ef_construction, shorter floats,
@@ -35,14 +36,17 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import sys
 import time
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import benchlib
 import synthetic
 from opensearchpy import OpenSearch
+from pgvector import Vector
 
 from imgsearch_pipeline.storage import opensearch as osx
 from imgsearch_pipeline.storage import postgres as pg
@@ -139,14 +143,13 @@ def bench_postgres(servers: benchlib.Servers, args, blocks, log) -> dict:
 
 
 def bulk_bodies(client: OpenSearch, index: str, rows: list[dict], chunk: int) -> list[bytes]:
-    """The `_bulk` request bodies helpers.bulk would send for `rows`, serialised ahead of time."""
+    """The `_bulk` request bodies bulk_index sends for `rows`, serialised ahead of time."""
     dumps = client.transport.serializer.dumps
     bodies = []
     for i in range(0, len(rows), chunk):
         lines = []
         for row in rows[i:i + chunk]:
-            doc = osx.to_document(row)
-            lines += [dumps({"index": {"_index": index, "_id": doc["image_id"]}}), dumps(doc)]
+            lines += [dumps({"index": {"_index": index, "_id": str(row["image_id"])}}), osx.document_json(row)]
         bodies.append(("\n".join(lines) + "\n").encode())
     return bodies
 
@@ -161,11 +164,17 @@ def bench_opensearch(servers: benchlib.Servers, args, dsn: str, log) -> dict:
         rows = list(pg.iter_index_rows(conn, synthetic.MODEL_VERSION))
     out["iter_index_rows (read only)"] = {"seconds": t.seconds, "docs_s": len(rows) / t.seconds}
     with benchlib.Timer() as t:
-        size = sum(len(client.transport.serializer.dumps(osx.to_document(r))) for r in rows)
-    out["to_document + JSON (client CPU only)"] = {"seconds": t.seconds, "docs_s": len(rows) / t.seconds,
-                                                   "mb": size / 2**20}
-    log(f"{len(rows)} rows read in {out['iter_index_rows (read only)']['seconds']:.1f} s; to_document + JSON "
+        size = sum(len(osx.document_json(r)) for r in rows)
+    out["document_json (client CPU only)"] = {"seconds": t.seconds, "docs_s": len(rows) / t.seconds,
+                                              "mb": size / 2**20}
+    log(f"{len(rows)} rows read in {out['iter_index_rows (read only)']['seconds']:.1f} s; document_json "
         f"{t.seconds:.1f} s ({size / 2**20:.0f} MB of JSON)")
+    # The previous path, for the ratio: vectors parsed into floats and printed again by the JSON serialiser.
+    parsed = [{**r, **{c: Vector.from_text(r[c]) for _, c in osx.VECTOR_FIELDS if r[c]}} for r in rows[:10_000]]
+    with benchlib.Timer() as t:
+        sum(len(client.transport.serializer.dumps(osx.to_document(r))) for r in parsed)
+    out["to_document + JSON of parsed vectors (before)"] = {"seconds": t.seconds, "docs_s": len(parsed) / t.seconds}
+    del parsed
 
     project, bare = f"{base}-bulk-project", f"{base}-bulk-bare"
     for name in (project, bare):
@@ -173,53 +182,61 @@ def bench_opensearch(servers: benchlib.Servers, args, dsn: str, log) -> dict:
     bodies = bulk_bodies(client, bare, rows, 500)
     per_turn = 10  # requests of 500 per turn
     spent = {project: 0.0, bare: 0.0}
+    cpu = {project: defaultdict(float), bare: defaultdict(float)}
     log(f"load before bulk: {benchlib.loadavg()}")
     for turn in range(0, len(bodies), per_turn):
         lo, hi = turn * 500, (turn + per_turn) * 500
-        with benchlib.Timer() as t:
+        with benchlib.CpuMeter(servers) as m:
             osx.bulk_index(client, project, rows[lo:hi])
-        spent[project] += t.seconds
-        with benchlib.Timer() as t:
+        spent[project] += m.seconds["wall"]
+        for k, v in m.seconds.items():
+            cpu[project][k] += v
+        with benchlib.CpuMeter(servers) as m:
             for body in bodies[turn:turn + per_turn]:
                 resp = client.transport.perform_request("POST", "/_bulk", body=body,
                                                         params={"request_timeout": 300})
                 if resp.get("errors"):
                     raise RuntimeError("bare bulk: some documents failed")
-        spent[bare] += t.seconds
+        spent[bare] += m.seconds["wall"]
+        for k, v in m.seconds.items():
+            cpu[bare][k] += v
     log(f"load after bulk: {benchlib.loadavg()}")
     for name, label in ((project, "bulk_index (project)"), (bare, "_bulk, pre-serialised (engine)")):
         with benchlib.Timer() as t:
             client.indices.refresh(index=name)
         count = osx.count(client, name)
         out[label] = {"seconds": spent[name], "docs_s": len(rows) / spent[name], "refresh_s": t.seconds,
-                      "count": count, "segments": benchlib.segment_count(client, name)}
+                      "count": count, "segments": benchlib.segment_count(client, name), "cpu_s": dict(cpu[name])}
     for name in (project, bare):
         client.indices.delete(index=name)
     if args.breakdown:
         log(f"breakdown of the server's bulk time over {min(args.breakdown, len(rows))} documents ...")
-        out["breakdown"] = bench_breakdown(client, rows, args.breakdown, args.index_prefix, log)
+        out["breakdown"] = bench_breakdown(servers, client, rows, args.breakdown, args.index_prefix, log)
     del rows, bodies
 
     log("rebuild from Postgres ...")
     alias = args.index_prefix
     osx.ensure_index(client, alias, f"{base}-g1", synthetic.IMAGE_DIM, synthetic.TEXT_DIM)  # the serving index
     log(f"load before rebuild: {benchlib.loadavg()}")
-    with benchlib.Timer() as t:
+    with benchlib.CpuMeter(servers) as meter:
         name, indexed = osx.rebuild(client, alias, base, synthetic.IMAGE_DIM, synthetic.TEXT_DIM,
                                     pg.iter_index_rows(conn, synthetic.MODEL_VERSION))
+    wall = meter.seconds["wall"]
     out["rebuild (iter_index_rows -> rebuild)"] = {
-        "seconds": t.seconds, "docs_s": indexed / t.seconds, "count": osx.count(client, alias), "index": name,
-        "alias_target": osx.alias_target(client, alias), "load_after": benchlib.loadavg()}
-    log(f"rebuild: {indexed} documents in {t.seconds:.1f} s; load {benchlib.loadavg()}")
-    with benchlib.Timer() as t:
+        "seconds": wall, "docs_s": indexed / wall, "count": osx.count(client, alias), "index": name,
+        "alias_target": osx.alias_target(client, alias), "load_after": benchlib.loadavg(), "cpu_s": meter.seconds}
+    log(f"rebuild: {indexed} documents in {wall:.1f} s; CPU s {meter.seconds}; load {benchlib.loadavg()}")
+    with benchlib.CpuMeter(servers) as meter:
         benchlib.wait_for_merges(client, name)
-    out["rebuild (iter_index_rows -> rebuild)"]["merges_after_s"] = t.seconds
+    out["rebuild (iter_index_rows -> rebuild)"]["merges_after_s"] = meter.seconds["wall"]
+    out["rebuild (iter_index_rows -> rebuild)"]["merges_cpu_s"] = meter.seconds.get("opensearch")
     out["rebuild (iter_index_rows -> rebuild)"]["segments"] = benchlib.segment_count(client, name)
     conn.close()
     return out
 
 
-def bench_breakdown(client: OpenSearch, rows: list[dict], n: int, prefix: str, log) -> dict:
+def bench_breakdown(servers: benchlib.Servers, client: OpenSearch, rows: list[dict], n: int, prefix: str,
+                    log) -> dict:
     """Where the server's bulk time goes: the same n documents, pre-serialised, into variants of the index.
 
     Each variant changes one thing (documents, mapping or request concurrency); "as mapped" runs first and last,
@@ -264,13 +281,14 @@ def bench_breakdown(client: OpenSearch, rows: list[dict], n: int, prefix: str, l
                                                     params={"request_timeout": 300}).get("errors"):
                     raise RuntimeError(f"{label}: some documents failed")
 
-        with benchlib.Timer() as t:
+        with benchlib.CpuMeter(servers) as t:
             with ThreadPoolExecutor(parallel) as pool:
                 list(pool.map(post, [bodies[i::parallel] for i in range(parallel)]))
             client.indices.refresh(index=index)
-        out[label] = {"seconds": t.seconds, "docs_s": len(docs) / t.seconds, "load": benchlib.loadavg(),
-                      "mb": sum(map(len, bodies)) / 2**20}
-        log(f"  breakdown: {label}: {len(docs) / t.seconds:.0f} docs/s, load {benchlib.loadavg()}")
+        wall, node = t.seconds["wall"], t.seconds.get("opensearch")
+        out[label] = {"seconds": wall, "docs_s": len(docs) / wall, "load": benchlib.loadavg(),
+                      "mb": sum(map(len, bodies)) / 2**20, "node_cpu_s": node}
+        log(f"  breakdown: {label}: {len(docs) / wall:.0f} docs/s, node CPU {node} s, load {benchlib.loadavg()}")
         client.indices.delete(index=index)
     return out
 
@@ -297,6 +315,7 @@ def report(result: dict) -> str:
     lines += [benchlib.table(["also measured", "seconds", "docs/s"], extra), ""]
     osr = result["opensearch"]
     engine = osr["_bulk, pre-serialised (engine)"]["docs_s"]
+    cores = result["machine"].get("cores") or os.cpu_count()
     rows = []
     for name, r in osr.items():
         if name == "breakdown":
@@ -305,16 +324,26 @@ def report(result: dict) -> str:
         target = ("met" if r["docs_s"] >= TARGET_DOCS_S else "MISSED") if "bulk" in name else ""
         if name.startswith("rebuild"):
             target = "met" if r["seconds"] < TARGET_REBUILD_S else "MISSED"
-        rows.append((name, r["docs_s"], r["seconds"], ratio, target))
+        cpu = r.get("cpu_s") or {}
+        node_ms = 1000 * cpu["opensearch"] / r["count"] if cpu.get("opensearch") else None
+        rows.append((name, r["docs_s"], r["seconds"], ratio, target,
+                     "" if node_ms is None else f"{node_ms:.2f}",
+                     "" if node_ms is None else f"{1000 * cores / node_ms:,.0f}",
+                     "" if not cpu else f"{cpu.get('this process', 0):.1f} / {cpu.get('postgres', 0):.1f}"))
     lines += ["### OpenSearch (ratio = how much slower than the pre-serialised _bulk)", "",
-              benchlib.table(["path", "docs/s", "seconds", "vs engine", "target"], rows), ""]
+              "Node CPU per document: the node's CPU seconds during the path / documents; the ceiling is what the "
+              f"node could index with all {cores} cores and nothing else running (cores / CPU per document).", "",
+              benchlib.table(["path", "docs/s", "seconds", "vs engine", "target", "node CPU ms/doc",
+                              f"ceiling docs/s on {cores} cores", "client / Postgres CPU s"], rows), ""]
     if "breakdown" in osr:
         bd = osr["breakdown"]
         ref = (bd[next(iter(bd))]["docs_s"] + bd["as mapped, again"]["docs_s"]) / 2
+        n_bd = min(result["breakdown_n"], n)
         lines += ["### Where the server's bulk time goes (pre-serialised _bulk, one change at a time)", "",
-                  benchlib.table(["variant", "docs/s", "vs as mapped", "MB sent", "load"],
-                                 [(k, v["docs_s"], f"{v['docs_s'] / ref:.2f}x", v["mb"], v["load"])
-                                  for k, v in bd.items()]), ""]
+                  benchlib.table(["variant", "docs/s", "vs as mapped", "node CPU ms/doc", "MB sent", "load"],
+                                 [(k, v["docs_s"], f"{v['docs_s'] / ref:.2f}x",
+                                   f"{1000 * v['node_cpu_s'] / n_bd:.2f}" if v.get("node_cpu_s") else "",
+                                   v["mb"], v["load"]) for k, v in bd.items()]), ""]
     rb = osr["rebuild (iter_index_rows -> rebuild)"]
     lines += [f"Rebuild: {rb['count']} documents, alias -> {rb['alias_target']}, {rb['segments']} segments "
               f"after {rb['merges_after_s']:.0f} s of merging."]
@@ -341,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
     servers = benchlib.start_servers(args, log)
-    result: dict = {"n": args.n, "batch": synthetic.BLOCK, "seed": args.seed, "load_start": benchlib.loadavg(),
+    result: dict = {"n": args.n, "batch": synthetic.BLOCK, "seed": args.seed, "breakdown_n": args.breakdown,
+                    "load_start": benchlib.loadavg(),
                     "machine": benchlib.machine(servers), "command": " ".join(sys.argv)}
     log(f"load at start: {result['load_start']}")
     gen = synthetic.Generator(args.seed, "random")

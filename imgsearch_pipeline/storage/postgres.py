@@ -363,10 +363,12 @@ def status_counts(conn: psycopg.Connection, partition_key: str | None = None) ->
     return {r["status"]: r["n"] for r in conn.execute(sql + " GROUP BY status", params)}
 
 
+# The vectors in their text form, which is a JSON array: the index gets it as is (storage.opensearch.vector_json).
 _DOC_SQL = (
     "SELECT i.image_id, i.s3_key, i.partition_key, i.product_id, p.name AS product_name, p.brand, "
     "p.department, p.shop_category, a.category, a.category_confidence, a.colors, a.color_coverage, a.pattern, "
-    "a.has_print, a.attributes, a.description, a.image_embedding, a.text_embedding, a.model_version, "
+    "a.has_print, a.attributes, a.description, a.image_embedding::text AS image_embedding, "
+    "a.text_embedding::text AS text_embedding, a.model_version, "
     "a.analysed_at FROM image_analysis a JOIN product_images i ON i.image_id = a.image_id "
     "AND i.content_hash = a.content_hash JOIN products p ON p.product_id = i.product_id "
     "WHERE a.model_version = %s AND i.status = 'analysed'"

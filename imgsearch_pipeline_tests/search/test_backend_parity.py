@@ -7,6 +7,7 @@ from Postgres with the plan applied in Python (`plan.violations`).
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -181,7 +182,7 @@ def _similarity(world: World, query: str) -> dict[str, float]:
     q /= np.linalg.norm(q)
     sims = {}
     for r in world.rows:
-        v = np.asarray(r["text_embedding"].to_list(), dtype=np.float64)
+        v = np.asarray(json.loads(r["text_embedding"]), dtype=np.float64)  # the text form iter_index_rows reads
         sims[str(r["image_id"])] = float(q @ v / np.linalg.norm(v))
     return sims
 
