@@ -41,6 +41,8 @@ bench: install
 	    --json $(R)/search-scaling.json > $(R)/search-scaling.md
 	$(BIN)/python bench/search_latency.py --n 100000 --candidates 100 --repeats 10 --no-breakdown \
 	    --json $(R)/search-100k-candidates100.json > $(R)/search-100k-candidates100.md
+	$(BIN)/python bench/hnsw_params.py --n 100000 --variants ef_construction=64 --json $(R)/hnsw-params.json \
+	    > $(R)/hnsw-params.md
 	$(BIN)/python bench/explain_search.py "something elegant for a summer evening" | cut -c1-220 \
 	    > docs/profiles/search-explain.txt
 	$(BIN)/python -c "import matplotlib" 2>/dev/null || $(BIN)/python -m pip install --quiet matplotlib

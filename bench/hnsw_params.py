@@ -106,8 +106,6 @@ def main(argv: list[str] | None = None) -> int:
     result["load_end"] = benchlib.loadavg()
     print(report(result))
     benchlib.write_json(args.json, result)
-    if args.json:
-        args.json.with_suffix(".md").write_text(report(result) + "\n")
     return 0
 
 
