@@ -29,7 +29,7 @@ test: install
 lint: install
 	$(BIN)/ruff check imgsearch_pipeline imgsearch_pipeline_tests
 
-# Every figure of docs/performance.md (~60 min on 2 cores): tables in bench/results/*.md, JSON beside them,
+# Every figure of docs/performance.md (~70 min on 2 cores): tables in bench/results/*.md, JSON beside them,
 # PNG plots in docs/plots. The benchmarks start their own servers in .state/bench (see bench/README.md).
 R := bench/results
 bench: install
