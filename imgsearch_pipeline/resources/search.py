@@ -24,6 +24,14 @@ def _llm_parser(provider: AnalysisProvider, timeout_s: float) -> LLMQueryParser:
     return LLMQueryParser(provider, timeout_s=timeout_s)
 
 
+@cache
+def _postgres_backend(dsn: str, model_version: str) -> SearchBackend:
+    # One per database, version and process: it remembers counts and facets while the database is unchanged.
+    from imgsearch_pipeline.search.postgres_backend import PostgresBackend
+
+    return PostgresBackend(PostgresResource(dsn=dsn).connect, model_version)
+
+
 class SearchResource(ConfigurableResource):
     opensearch: OpenSearchResource
     postgres: PostgresResource
@@ -36,9 +44,7 @@ class SearchResource(ConfigurableResource):
 
     def backend_impl(self) -> SearchBackend:
         if self.backend == "postgres":
-            from imgsearch_pipeline.search.postgres_backend import PostgresBackend
-
-            return PostgresBackend(self.postgres.connect, self.analysis.get().model_version)
+            return _postgres_backend(self.postgres.dsn, self.analysis.get().model_version)
         from imgsearch_pipeline.search.opensearch_backend import OpenSearchBackend
 
         return OpenSearchBackend(self.opensearch.client(), self.opensearch.alias)

@@ -9,20 +9,39 @@ What counts as searchable is what the index would hold: the analysis of this mod
 image's current bytes, of an image whose status is 'analysed' (see `storage.postgres._DOC_SQL`).
 
 Every value travels as a query parameter. The only literals in the SQL are the model version (through
-`sql.Literal`, so the planner can match the partial HNSW index of that version) and the vector dimension
-(a type modifier, `vector(384)`, which cannot be a parameter).
+`sql.Literal`, so the planner can match the partial HNSW index of that version), the vector dimension (a type
+modifier, `vector(384)`, which cannot be a parameter) and fixed words of the schema: the status 'analysed' and
+the text search configurations, which must be the indexed expressions' own.
 
-k-NN uses the version's HNSW index (`storage.postgres.ensure_vector_indexes`) with iterative scans, so a
-filter applied during the scan does not leave the list short; if it is short all the same (the scan hit
-`hnsw.max_scan_tuples`, or there is no index) while more filtered items exist, the list is recomputed exactly
-over the filtered rows, like Lucene's exact search for restrictive filters.
+Each part costs in proportion to what it returns, not to the size of the catalogue:
+- An analysis joins its image on the content hash as `coalesce(i.content_hash = a.content_hash, false)`: the
+  planner would take a plain `=` for independent of the id equality (both columns nearly unique) and expect 1
+  row of the join where 100,000 come back, which made every plan above it scan and sort everything (the k-NN
+  list never used its index). The coalesce gets a default selectivity of 1/2, within 2x of the truth.
+- k-NN uses the version's HNSW index (`storage.postgres.ensure_vector_indexes`) with iterative scans: the
+  index yields candidates in distance order and each is checked against the filter, its image and product, so
+  a filter does not leave the list short; for a filter that keeps few items the planner scans those exactly.
+  If the list is short all the same (the scan hit `hnsw.max_scan_tuples`, or there is no index) while more
+  filtered items exist, it is recomputed exactly over the filtered rows, like Lucene's exact search for
+  restrictive filters.
+- The lexical list ranks only the filtered items that share a word with the query (`_MATCHING`); every other
+  item scores 0, so when those are fewer than asked for the list goes on with the others by id, the order a
+  ranking of every item gives.
+- The product count and facets are counted per (value, product) with hash aggregates, and are remembered per
+  filter while the database shows the same snapshot (as OpenSearch's request cache keeps a count request's
+  answer until the index changes): an equal `pg_current_snapshot()` (same transactions running, none committed
+  since) sees exactly the same rows, and a commit anywhere on the server moves it, so an answer is never stale.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from typing import TypeVar
 
 import psycopg
 from pgvector import Vector
@@ -35,26 +54,41 @@ from imgsearch_pipeline.search.plan import Clause, QueryPlan
 from imgsearch_pipeline.search.results import FacetCount, Hit, SearchResponse
 from imgsearch_pipeline.storage.postgres import VECTOR_COLUMNS, vector_expr, vector_type
 
+T = TypeVar("T")
 FACET_SIZE = 30
-_COLUMNS = {"category": "a.category", "pattern": "a.pattern", "department": "p.department"}
+_COLUMNS = {"category": "a.category", "pattern": "a.pattern"}
 _DOC = sql.SQL(
     "a.image_id, i.product_id, i.s3_key, a.category, a.colors, a.pattern, a.has_print, a.attributes, "
     "a.description, p.name AS product_name, p.brand, p.department"
 )
 _FROM = sql.SQL(
-    "FROM image_analysis a JOIN product_images i ON i.image_id = a.image_id AND i.content_hash = a.content_hash "
-    "JOIN products p ON p.product_id = i.product_id"
+    "FROM image_analysis a JOIN product_images i "
+    "ON i.image_id = a.image_id AND coalesce(i.content_hash = a.content_hash, false)"
 )
+_SNAPSHOT = "pg_current_snapshot()::text"
 # The same expressions as the migration's indexes (0003_search.sql), so the planner can use them.
-_TSV = {
-    "description": sql.SQL("a.description_tsv"),
-    "name": sql.SQL("to_tsvector('english'::regconfig, coalesce(p.name, ''))"),
-    "brand": sql.SQL("to_tsvector('simple'::regconfig, coalesce(p.brand, ''))"),
-}
+_NAME_TSV = sql.SQL("to_tsvector('english'::regconfig, coalesce(p.name, ''))")
+_BRAND_TSV = sql.SQL("to_tsvector('simple'::regconfig, coalesce(p.brand, ''))")
 # The OR of a text's lexemes under a text search configuration (OpenSearch's match: operator OR). Lexemes are
 # quoted (quotes and backslashes doubled), so nothing in the user's text is read as tsquery syntax.
 _OR_QUERY = r"""(SELECT string_agg('''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || '''', ' | ')
     FROM unnest(to_tsvector({}::regconfig, %(text)s)))"""
+# Like OpenSearch's multi_match (best_fields) over description^2, product_name and brand.text: the best field's
+# score counts, the description's twice. A field without a query word scores 0, so only the filtered items sharing
+# a word with the query are ranked (`m`): those whose description has one, then the others whose product's name or
+# brand has one; each set is found through its GIN index, or by checking the filtered rows when they are few.
+# Name and brand are ranked once per product (`w`): their tsvectors are computed, not stored.
+_MATCHING = """WITH m AS MATERIALIZED (
+    SELECT a.image_id, i.product_id, 2 * ts_rank(a.description_tsv, %(english)s::tsquery, 1) AS description {frm}
+    WHERE {where} AND a.description_tsv @@ %(english)s::tsquery
+    UNION ALL SELECT a.image_id, i.product_id, 0 {frm}
+    WHERE {where} AND NOT coalesce(a.description_tsv @@ %(english)s::tsquery, false) AND i.product_id IN (
+        SELECT p.product_id FROM products p WHERE {name} @@ %(english)s::tsquery OR {brand} @@ %(simple)s::tsquery)),
+w AS MATERIALIZED (SELECT p.product_id,
+        greatest(ts_rank({name}, %(english)s::tsquery, 1), ts_rank({brand}, %(simple)s::tsquery, 1)) AS rank
+    FROM products p WHERE p.product_id IN (SELECT product_id FROM m))
+SELECT m.image_id, coalesce(greatest(m.description, w.rank), 0) AS rank FROM m JOIN w ON w.product_id = m.product_id
+ORDER BY rank DESC, m.image_id LIMIT %(k)s"""
 _IMAGE_ID = re.compile(r"[0-9]{1,18}")
 
 
@@ -64,16 +98,20 @@ class PostgresBackend:
     MIN_EF_SEARCH = 40
     MAX_EF_SEARCH = 1000  # pgvector's limit
     MAX_SCAN_TUPLES = 50_000
+    CACHE_SIZE = 256  # filters whose counts are remembered (each a few KB)
 
     def __init__(self, connect: Callable[[], AbstractContextManager[psycopg.Connection]], model_version: str) -> None:
         self.connect, self.model_version = connect, model_version
+        self._cache: OrderedDict[str, tuple[str, object]] = OrderedDict()
+        self._lock = threading.Lock()
 
     # Filters -----------------------------------------------------------------------------------------------
 
     def where(self, plan: QueryPlan | None, exclude_products: list[str] = ()) -> tuple[sql.Composable, dict]:
         """The live rows of this model version under the plan's constraints (opensearch_backend.filter_query):
         a filter clause holds when the item has any of its values, an exclusion drops items having any of
-        them, a missing value never matches a filter and never triggers an exclusion."""
+        them, a missing value never matches a filter and never triggers an exclusion. Reads `a` and `i` (see
+        `_FROM`); a department is looked up in products."""
         params: dict = {}
 
         def param(value) -> sql.Placeholder:
@@ -96,6 +134,16 @@ class PostgresBackend:
 
     # Ranked lists ------------------------------------------------------------------------------------------
 
+    def _documents(self, ranked: sql.Composable, order: str) -> sql.Composable:
+        """The rows of `ranked` (image_id, rank; at most k) with their documents, joined after the ranking so
+        that only the rows returned read product data."""
+        return sql.SQL(
+            "WITH r AS MATERIALIZED ({ranked}) SELECT {doc}, r.rank FROM r "
+            "JOIN image_analysis a ON a.image_id = r.image_id AND a.model_version = {version} "
+            "JOIN product_images i ON i.image_id = r.image_id JOIN products p ON p.product_id = i.product_id "
+            "ORDER BY {order}").format(ranked=ranked, doc=_DOC, version=sql.Literal(self.model_version),
+                                       order=sql.SQL(order))
+
     def knn_sql(self, field: str, dim: int, where: sql.Composable, exact: bool = False) -> sql.Composable:
         """The k-NN list under `where` (params: `vec`, `k`): the HNSW index's own expression, so the planner can
         use it; relaxed order from the iterative scan, so re-sorted outside. `exact` orders by a different
@@ -107,10 +155,10 @@ class PostgresBackend:
         else:
             distance = sql.SQL("{} <=> %(vec)s::{}({})").format(
                 vector_expr(column, dim, "a"), sql.SQL(kind[0]), sql.Literal(int(dim)))
-        return sql.SQL(
-            "WITH knn AS MATERIALIZED (SELECT {doc}, {distance} AS distance {frm} WHERE {where} AND {col} IS NOT NULL"
-            " ORDER BY distance LIMIT %(k)s) SELECT * FROM knn ORDER BY distance, image_id"
-        ).format(doc=_DOC, distance=distance, frm=_FROM, where=where, col=sql.Identifier("a", column))
+        ranked = sql.SQL("SELECT a.image_id, {distance} AS rank {frm} WHERE {where} AND {col} IS NOT NULL "
+                         "ORDER BY rank LIMIT %(k)s").format(distance=distance, frm=_FROM, where=where,
+                                                             col=sql.Identifier("a", column))
+        return self._documents(ranked, "r.rank, r.image_id")
 
     def _knn(self, conn: psycopg.Connection, field: str, vector: list[float], where: sql.Composable,
              params: dict, k: int, available: int) -> list[dict]:
@@ -122,62 +170,97 @@ class PostgresBackend:
 
     def _lexical(self, conn: psycopg.Connection, text: str, where: sql.Composable, params: dict, k: int,
                  must_match: bool) -> list[dict]:
-        """Items ranked by text relevance, best first; `must_match`: only items sharing a word with `text`.
-
-        Like OpenSearch's multi_match (best_fields) over description^2, product_name and brand.text: the best
-        field's score counts, the description's twice; the query is analysed per field (english / simple)."""
+        """Items ranked by text relevance, best first, ties by id; `must_match`: only items sharing a word with
+        `text`. The query is analysed per field (english / simple), as OpenSearch does."""
         queries = conn.execute(
             sql.SQL("SELECT {} AS english, {} AS simple").format(
                 sql.SQL(_OR_QUERY).format(sql.Literal("english")), sql.SQL(_OR_QUERY).format(sql.Literal("simple"))),
             {"text": text},
         ).fetchone()
-        if must_match and queries["english"] is None and queries["simple"] is None:
-            return []
-        tsq = {"description": sql.SQL("%(english)s::tsquery"), "name": sql.SQL("%(english)s::tsquery"),
-               "brand": sql.SQL("%(simple)s::tsquery")}
-        score = sql.SQL("coalesce(greatest(2 * ts_rank({}, {}, 1), ts_rank({}, {}, 1), ts_rank({}, {}, 1)), 0)").format(
-            *(part for f in ("description", "name", "brand") for part in (_TSV[f], tsq[f])))
-        match = sql.SQL(" OR ").join(sql.SQL("{} @@ {}").format(_TSV[f], tsq[f]) for f in _TSV)
-        cond = sql.SQL(" AND ({})").format(match) if must_match else sql.SQL("")
-        query = sql.SQL("SELECT {doc}, {score} AS score {frm} WHERE {where}{cond} "
-                        "ORDER BY score DESC, a.image_id LIMIT %(k)s").format(
-            doc=_DOC, score=score, frm=_FROM, where=where, cond=cond)
-        return conn.execute(query, params | dict(queries) | {"k": k}).fetchall()
+        matched: list[dict] = []
+        if queries["english"] is not None or queries["simple"] is not None:
+            ranked = sql.SQL(_MATCHING).format(name=_NAME_TSV, brand=_BRAND_TSV, frm=_FROM, where=where)
+            matched = conn.execute(self._documents(ranked, "r.rank DESC, r.image_id"),
+                                   params | dict(queries) | {"k": k}).fetchall()
+        if must_match or len(matched) == k:
+            return matched
+        # Every other filtered item scores 0: the list goes on with them by id. A matching item may score 0 too,
+        # hence a full k of them, merged by (score, id).
+        rest = sql.SQL("SELECT a.image_id, 0::float8 AS rank {frm} WHERE {where} "
+                       "AND a.image_id <> ALL(%(matched)s::bigint[]) ORDER BY a.image_id LIMIT %(k)s").format(
+            frm=_FROM, where=where)
+        others = conn.execute(self._documents(rest, "r.image_id"),
+                              params | {"matched": [r["image_id"] for r in matched], "k": k}).fetchall()
+        return sorted(matched + others, key=lambda r: (-r["rank"], r["image_id"]))[:k]
 
     # Counts ------------------------------------------------------------------------------------------------
 
     def _counts(self, conn: psycopg.Connection, where: sql.Composable, params: dict, facets: bool) -> list[dict]:
         """One row `field = 'total'` (images, products, images with each vector) and, with facets, one per value
-        of category / color / pattern (images and products having it)."""
+        of category / color / pattern (images and products having it); each row also carries the statement's
+        snapshot.
+
+        Counted per (value, product) first, so every count is a hash aggregate over the filtered rows read once,
+        not a count(DISTINCT) sort per facet."""
         parts = [sql.SQL(
-            "SELECT 'total' AS field, NULL::text AS value, count(*) AS docs, count(DISTINCT product_id) AS products,"
-            " count(*) FILTER (WHERE has_image) AS image_vectors, count(*) FILTER (WHERE has_text) AS text_vectors"
-            " FROM f")]
+            "SELECT 'total' AS field, NULL AS value, sum(n) AS docs, count(*) AS products, sum(images) AS"
+            " image_vectors, sum(texts) AS text_vectors FROM (SELECT product_id, count(*) AS n, count(*) FILTER"
+            " (WHERE has_image) AS images, count(*) FILTER (WHERE has_text) AS texts FROM f GROUP BY product_id) g")]
         if facets:
-            for field, expr, source in (("category", "category", "f"), ("pattern", "pattern", "f"),
-                                        ("color", "c.value", "f CROSS JOIN LATERAL unnest(f.colors) AS c(value)")):
+            for field, value, images, source in (
+                    ("category", "category", "count(*)", "f"),
+                    ("pattern", "pattern", "count(*)", "f"),
+                    # An image counts for its first mention of a colour.
+                    ("color", "c.value", "count(*) FILTER (WHERE array_position(f.colors, c.value) = c.n)",
+                     "f CROSS JOIN LATERAL unnest(f.colors) WITH ORDINALITY AS c(value, n)")):
                 parts.append(sql.SQL(
-                    "SELECT {field} AS field, {expr} AS value, count(DISTINCT image_id) AS docs,"
-                    " count(DISTINCT product_id) AS products, 0, 0 FROM {source} WHERE {expr} IS NOT NULL"
-                    " GROUP BY {expr}").format(field=sql.Literal(field), expr=sql.SQL(expr), source=sql.SQL(source)))
+                    "SELECT {field}, value, sum(n), count(*), 0, 0 FROM (SELECT {value} AS value, product_id, "
+                    "{images} AS n FROM {source} WHERE {value} IS NOT NULL GROUP BY 1, 2) g GROUP BY value").format(
+                    field=sql.Literal(field), value=sql.SQL(value), images=sql.SQL(images), source=sql.SQL(source)))
         query = sql.SQL(
-            "WITH f AS MATERIALIZED (SELECT a.image_id, i.product_id, a.category, a.pattern, a.colors,"
-            " a.image_embedding IS NOT NULL AS has_image, a.text_embedding IS NOT NULL AS has_text {frm}"
-            " WHERE {where}) {parts}").format(frm=_FROM, where=where, parts=sql.SQL(" UNION ALL ").join(parts))
-        return conn.execute(query, params).fetchall()
+            "WITH f AS MATERIALIZED (SELECT i.product_id, a.category, a.pattern, a.colors, a.image_embedding IS NOT"
+            " NULL AS has_image, a.text_embedding IS NOT NULL AS has_text {frm} WHERE {where}) "
+            "SELECT c.*, {snapshot} AS snapshot FROM ({parts}) c").format(
+            frm=_FROM, where=where, snapshot=sql.SQL(_SNAPSHOT), parts=sql.SQL(" UNION ALL ").join(parts))
+        sums = ("docs", "image_vectors", "text_vectors")  # sum() of counts is numeric, NULL over no rows
+        return [r | {k: int(r[k] or 0) for k in sums} for r in conn.execute(query, params)]
+
+    def _cached(self, key: str, snapshot: str, compute: Callable[[], tuple[str, T]]) -> T:
+        """The answer for `key` computed under this same snapshot, else `compute()`'s (snapshot, answer)."""
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] == snapshot:
+                self._cache.move_to_end(key)
+                return hit[1]
+        computed, value = compute()
+        with self._lock:
+            self._cache[key] = (computed, value)
+            self._cache.move_to_end(key)
+            while len(self._cache) > self.CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return value
 
     # The contract ------------------------------------------------------------------------------------------
 
     def search(self, req: SearchRequest) -> SearchResponse:
-        where, params = self.where(req.plan if req.filtered else None, req.exclude_products)
+        plan = req.plan if req.filtered else None
+        where, params = self.where(plan, req.exclude_products)
         field, vector = {"hybrid": ("text", req.text_vector), "vector": ("text", req.text_vector),
                          "image": ("image", req.image_vector)}.get(req.mode, ("text", None))
         ef_search = max(self.MIN_EF_SEARCH, min(self.MAX_EF_SEARCH, req.candidates))
+        key = json.dumps(["counts", req.facets, plan and plan.model_dump(include={"filters", "exclude", "has_print"}),
+                          req.exclude_products], sort_keys=True)
         with self.connect() as conn, conn.transaction():
-            conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
-                         "set_config('hnsw.ef_search', %s, true), set_config('hnsw.max_scan_tuples', %s, true)",
-                         (str(ef_search), str(self.MAX_SCAN_TUPLES)))
-            counts = self._counts(conn, where, params, req.facets)
+            snapshot = conn.execute(
+                f"SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), set_config('hnsw.ef_search', %s,"
+                f" true), set_config('hnsw.max_scan_tuples', %s, true), {_SNAPSHOT} AS snapshot",
+                (str(ef_search), str(self.MAX_SCAN_TUPLES))).fetchone()["snapshot"]
+
+            def count() -> tuple[str, list[dict]]:
+                rows = self._counts(conn, where, params, req.facets)
+                return rows[0]["snapshot"], rows
+
+            counts = self._cached(key, snapshot, count)
             total = next(r for r in counts if r["field"] == "total")
             lists: list[list[dict]] = []
             if req.mode in ("hybrid", "keyword") and (req.text or req.mode == "hybrid"):
@@ -201,16 +284,27 @@ class PostgresBackend:
                               mode=req.mode, backend=self.name)
 
     def fields_with_values(self, fields: list[str]) -> set[str]:
-        where, params = self.where(None)
-        checks = [sql.SQL("bool_or(p.department IS NOT NULL)") if f == "department"
-                  else sql.SQL("bool_or(a.attributes ? {})").format(sql.Literal(f)) for f in fields]
-        if not checks:
+        """Asked before most searches that name an optional field: each is an EXISTS that stops at the first
+        item having the field, remembered under the same snapshot like the counts."""
+        if not fields:
             return set()
+        where, params = self.where(None)
+        checks = []
+        for n, f in enumerate(fields):
+            params[f"f{n}"] = f
+            has = sql.SQL("a.attributes ? {}").format(sql.Placeholder(f"f{n}")) if f != "department" else sql.SQL(
+                "EXISTS (SELECT FROM products p WHERE p.product_id = i.product_id AND p.department IS NOT NULL)")
+            checks.append(sql.SQL("EXISTS (SELECT {frm} WHERE {where} AND {has}) AS {name}").format(
+                frm=_FROM, where=where, has=has, name=sql.Identifier(f"c{n}")))
+        query = sql.SQL("SELECT {}, {} AS snapshot").format(sql.SQL(", ").join(checks), sql.SQL(_SNAPSHOT))
         with self.connect() as conn:
-            row = conn.execute(sql.SQL("SELECT {} {frm} WHERE {where}").format(
-                sql.SQL(", ").join(c + sql.SQL(f" AS c{i}") for i, c in enumerate(checks)), frm=_FROM, where=where),
-                params).fetchone()
-        return {f for i, f in enumerate(fields) if row[f"c{i}"]}
+            snapshot = conn.execute(f"SELECT {_SNAPSHOT} AS snapshot").fetchone()["snapshot"]
+
+            def check() -> tuple[str, frozenset[str]]:
+                row = conn.execute(query, params).fetchone()
+                return row["snapshot"], frozenset(f for n, f in enumerate(fields) if row[f"c{n}"])
+
+            return set(self._cached(json.dumps(["fields", fields]), snapshot, check))
 
     def indexed_image(self, image_id: str) -> IndexedImage | None:
         if not _IMAGE_ID.fullmatch(image_id) or str(int(image_id)) != image_id:
@@ -237,6 +331,9 @@ def _holds(clause: Clause, param: Callable[[object], sql.Placeholder]) -> sql.Co
         return sql.SQL("false")  # OpenSearch: `terms` with no values matches nothing
     if clause.field == "color":
         return sql.SQL("a.colors && {}::text[]").format(param(values))
+    if clause.field == "department":
+        return sql.SQL("EXISTS (SELECT FROM products p WHERE p.product_id = i.product_id AND p.department = ANY({}"
+                       "::text[]))").format(param(values))
     if clause.field in _COLUMNS:
         return sql.SQL("{} = ANY({}::text[])").format(sql.SQL(_COLUMNS[clause.field]), param(values))
     # Open attributes: containment, which the GIN index serves (and which, like a keyword field, also matches a
