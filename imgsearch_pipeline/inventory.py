@@ -1,9 +1,8 @@
-"""The image inventory of one S3 prefix: list, hash what is new or changed, attribute images to products."""
+"""The image inventory of one S3 prefix: list, tell new and changed objects by ETag and size, attribute images
+to products. It reads no object: the analysis step hashes the bytes it reads anyway."""
 
 from __future__ import annotations
 
-import hashlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import psycopg
@@ -12,7 +11,7 @@ from pydantic import ValidationError
 from imgsearch_pipeline.catalog import Catalog, KeyPattern
 from imgsearch_pipeline.partitions import CONTROL, MAX_KEY_BYTES
 from imgsearch_pipeline.storage import postgres as pg
-from imgsearch_pipeline.storage.s3 import get_bytes, list_objects
+from imgsearch_pipeline.storage.s3 import list_objects
 
 
 @dataclass
@@ -51,18 +50,17 @@ def take_inventory(
     partition_key: str,
     catalog: Catalog,
     key_pattern: KeyPattern,
-    hash_workers: int = 8,
 ) -> InventoryResult:
     """Sync the partition's listing into product_images; keys that cannot be taken in are `rejected` with why.
 
-    Objects whose ETag and size match what Postgres holds are not re-read; the others are downloaded and
-    hashed (sha256) in parallel, so idempotency rests on the bytes, not on S3 metadata.
+    Objects whose ETag and size match what Postgres holds are unchanged; the others become pending with no
+    content hash until the analysis step reads them, so idempotency still rests on the bytes. An object deleted
+    after the listing fails that read, and the next inventory marks it deleted.
     """
-    known = pg.known_objects(conn, partition_key)
     objects = list(list_objects(s3, bucket, partition_key))
     unattributed: list[str] = []
     rejected: dict[str, str] = {}
-    owners: dict[str, str] = {}
+    listed: list[pg.ListedObject] = []
     for obj in objects:
         if problem := key_problem(obj.key):
             rejected[obj.key] = problem
@@ -73,32 +71,14 @@ def take_inventory(
         elif problem := _product_problem(pid):
             rejected[obj.key] = problem
         else:
-            owners[obj.key] = pid
-
-    def content_hash(obj) -> str | None:
-        prev = known.get(obj.key)
-        if prev and prev["etag"] == obj.etag and prev["size_bytes"] == obj.size:
-            return prev["content_hash"]
-        try:
-            return hashlib.sha256(get_bytes(s3, bucket, obj.key)).hexdigest()
-        except s3.exceptions.NoSuchKey:
-            return None  # deleted since the listing: as if not listed (a known key is marked deleted)
-
-    owned = [o for o in objects if o.key in owners]
-    with ThreadPoolExecutor(max_workers=hash_workers) as pool:
-        hashed = [(o, h) for o, h in zip(owned, pool.map(content_hash, owned), strict=True) if h is not None]
-    attributed, hashes = [o for o, _ in hashed], [h for _, h in hashed]
+            listed.append(pg.ListedObject(obj.key, pid, obj.etag, obj.size, obj.last_modified))
 
     # Feed products carry catalogue data; products known only from a key pattern get a bare row.
-    needed = {owners[o.key] for o in attributed}
+    needed = {o.product_id for o in listed}
     from_feed = [catalog.products[p] for p in needed if p in catalog.products]
     bare = [pg.Product(product_id=p, source="key_pattern") for p in needed if p not in catalog.products]
     pg.upsert_products(conn, from_feed)
     pg.upsert_products(conn, bare, overwrite=False)
     conn.commit()
-    listed = [
-        pg.ListedObject(o.key, owners[o.key], o.etag, o.size, o.last_modified, h)
-        for o, h in zip(attributed, hashes, strict=True)
-    ]
     diff = pg.sync_inventory(conn, partition_key, listed)
     return InventoryResult(diff=diff, listed=len(objects), unattributed=unattributed, rejected=rejected)

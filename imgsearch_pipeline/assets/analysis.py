@@ -1,7 +1,7 @@
 """Image analysis: the provider's attributes and embeddings, then their validated rows in Postgres.
 
 One provider pass yields both `image_attributes` and `image_embeddings` (a multi-asset: the model runs once);
-`image_analysis` writes them, together with failures, to Postgres.
+`image_analysis` writes them, together with failures and the hash of the bytes read, to Postgres.
 """
 
 
@@ -29,7 +29,14 @@ from dagster import (
     multi_asset,
 )
 
-from imgsearch_pipeline.analysis.batch import ATTRIBUTE_COLUMNS, EMBEDDING_COLUMNS, analyse_images, collect
+from imgsearch_pipeline.analysis.batch import (
+    ATTRIBUTE_COLUMNS,
+    EMBEDDING_COLUMNS,
+    analyse_images,
+    collect,
+    read_batches,
+    to_analyse,
+)
 from imgsearch_pipeline.analysis.provider import BatchTooSmall
 from imgsearch_pipeline.analysis.types import ImageAnalysis
 from imgsearch_pipeline.partitions import image_prefixes
@@ -41,6 +48,7 @@ from imgsearch_pipeline.vocab import get_vocabulary
 # job serve several prefixes, while a failure still only costs a handful of partitions.
 BACKFILL = BackfillPolicy.multi_run(max_partitions_per_run=8)
 SAVE_CHUNK = 500  # analyses validated and written per statement batch (bounds the memory of a large partition)
+READ_WORKERS = 8  # S3 reads at once
 
 
 class AnalysisRunConfig(Config):
@@ -92,13 +100,14 @@ def image_attributes_and_embeddings(
         attributes, embeddings = _batch_inference(context, provider, todo, read, images, analysis)
     else:
         attributes, embeddings = analyse_images(todo, read, provider, batch_size=analysis.batch_size,
-                                                retry=analysis.retry_policy(), pacer=analysis.pacer(),
-                                                max_in_flight=analysis.max_in_flight)
+                                                read_workers=READ_WORKERS, retry=analysis.retry_policy(),
+                                                pacer=analysis.pacer(), max_in_flight=analysis.max_in_flight)
     elapsed = time.perf_counter() - started
-    failed = int((attributes["status"] == "failed").sum()) if len(attributes) else 0
+    statuses = attributes["status"].value_counts() if len(attributes) else pd.Series(dtype=int)
     meta = {
-        "analysed": len(attributes) - failed,
-        "failed": failed,
+        "analysed": int(statuses.get("analysed", 0)),
+        "failed": int(statuses.get("failed", 0)),
+        "unchanged": int(statuses.get("unchanged", 0)),
         "partitions": len(keys),
         "model_version": provider.model_version,
         "seconds_per_image": round(elapsed / max(1, len(todo)), 4),
@@ -113,17 +122,21 @@ def _batch_inference(context: AssetExecutionContext, provider, todo: list[dict],
                      images: ImageStoreResource, analysis: AnalysisProviderResource
                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The provider's batch path; a set below the job minimum goes through the ordinary calls instead."""
-    items = [(str(row["image_id"]), read(row["s3_key"])) for row in todo]
-    try:
-        results = provider.run_batch(items, images.client(), retry=analysis.retry_policy())
-    except BatchTooSmall as e:
-        context.log.info(f"{e}; analysing on demand instead")
-        return analyse_images(todo, read, provider, batch_size=analysis.batch_size,
-                              retry=analysis.retry_policy(), pacer=analysis.pacer(),
-                              max_in_flight=analysis.max_in_flight)
     attrs: list[dict] = []
     vecs: list[dict] = []
-    collect(todo, [results[str(row["image_id"])] for row in todo], provider, attrs, vecs)
+    reads = [r for batch in read_batches(todo, read, analysis.batch_size, READ_WORKERS)
+             for r in to_analyse(batch, provider, attrs)]
+    try:
+        results = provider.run_batch([(str(row["image_id"]), data) for row, data in reads], images.client(),
+                                     retry=analysis.retry_policy())
+    except BatchTooSmall as e:
+        context.log.info(f"{e}; analysing on demand instead")
+        held = {row["s3_key"]: data for row, data in reads}
+        attributes, embeddings = analyse_images([row for row, _ in reads], held.__getitem__, provider,
+                                                batch_size=analysis.batch_size, retry=analysis.retry_policy(),
+                                                pacer=analysis.pacer(), max_in_flight=analysis.max_in_flight)
+        return pd.concat([pd.DataFrame(attrs, columns=ATTRIBUTE_COLUMNS), attributes], ignore_index=True), embeddings
+    collect([row for row, _ in reads], [results[str(row["image_id"])] for row, _ in reads], provider, attrs, vecs)
     return pd.DataFrame(attrs, columns=ATTRIBUTE_COLUMNS), pd.DataFrame(vecs, columns=EMBEDDING_COLUMNS)
 
 
@@ -158,17 +171,23 @@ def image_analysis(
 ) -> MaterializeResult:
     vocab = get_vocabulary()
     image_attributes, image_embeddings = _one_frame(image_attributes), _one_frame(image_embeddings)
-    ok = image_attributes[image_attributes["status"] == "analysed"] if len(image_attributes) else image_attributes
-    bad = image_attributes[image_attributes["status"] == "failed"] if len(image_attributes) else image_attributes
+    # pandas turns missing values into NaN on the way through the IO manager; the models want None.
+    rows = image_attributes.astype(object).where(image_attributes.notna(), None)
+    ok = rows[rows["status"] == "analysed"] if len(rows) else rows
+    bad = rows[rows["status"] == "failed"] if len(rows) else rows
+    hashed = rows[rows["content_hash"].notna()] if len(rows) else rows  # an image never read has no hash yet
     vectors = image_embeddings.set_index("image_id") if len(image_embeddings) else image_embeddings
-    # pandas turns missing values into NaN on the way through the IO manager; the model wants None.
-    ok = ok.astype(object).where(ok.notna(), None)
     failures = [pg.Failure(image_id=int(r["image_id"]), content_hash=r["content_hash"], reason=r["error"],
                            retryable=bool(r["retryable"])) for r in bad.to_dict("records")]
     counts: dict[str, int] = {}
     provider = analysis.get()
     saved = 0
     with postgres.connect() as conn:
+        # First the hashes of the bytes read: the analyses and failures below apply to images holding them.
+        # (A frame written before frames carried the ETag has none: its hashes are the inventory's own.)
+        pg.record_reads(conn, [pg.ReadBytes(image_id=int(r["image_id"]), etag=r.get("etag"),
+                                            content_hash=r["content_hash"]) for r in hashed.to_dict("records")],
+                        provider.model_version)
         records = ok.to_dict("records")
         for i in range(0, len(records), SAVE_CHUNK):  # validated objects for a chunk at a time, not the partition
             saved += pg.save_analyses(conn, [_analysis(rec, vectors.loc[rec["image_id"]])

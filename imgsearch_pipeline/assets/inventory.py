@@ -14,7 +14,7 @@ from imgsearch_pipeline.resources import ImageStoreResource, PostgresResource
     kinds={"s3", "postgres"},
     group_name="ingest",
     backfill_policy=BACKFILL,
-    description="Every image under the partition's S3 prefix, its product and content hash (new/changed/deleted).",
+    description="Every image under the partition's S3 prefix, its product, ETag and size (new/changed/deleted).",
 )
 def image_inventory(
     context: AssetExecutionContext, postgres: PostgresResource, images: ImageStoreResource

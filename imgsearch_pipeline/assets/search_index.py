@@ -1,13 +1,19 @@
-"""The partition's analyses, bulk-indexed into the OpenSearch index of the current model version."""
+"""The partition's analyses, bulk-indexed into the OpenSearch index of the current model version.
+
+Only documents that differ from what the index holds are sent: a re-run with nothing new sends nothing, while
+product data edited in the feed or through the API, a re-analysis, or an index that lost documents (an outage,
+a new model version's empty index) are all caught, whatever wrote the index last.
+"""
 
 
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from urllib.parse import quote, urlsplit
 
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
+from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 
 from imgsearch_pipeline.assets.analysis import BACKFILL, REPROCESS
@@ -32,6 +38,42 @@ def _reachable(url: str, partitions: Sequence[str]) -> Iterator[None]:
             f"OpenSearch at {where} could not be reached while indexing {', '.join(partitions)}: {e.error}. "
             "Postgres holds the analyses; once OpenSearch is back, rerun the partition or `imgsearch rebuild-index`"
         ) from e
+
+
+COMPARE_CHUNK = 500  # documents looked up in the index per request
+
+
+def _without_vectors(row: dict) -> dict:
+    """The document of an index row, vectors aside: they change only with the analysis, and so does its
+    `analysed_at`, which the document holds."""
+    return osx.to_document({**row, **{col: None for _, col in osx.VECTOR_FIELDS}})
+
+
+def changed_rows(client: OpenSearch, index: str, rows: Iterable[dict], chunk: int = COMPARE_CHUNK) -> Iterator[dict]:
+    """The rows whose document is missing from `index` or differs from the one it holds."""
+    def differing(batch: list[dict]) -> Iterator[dict]:
+        held = client.mget(index=index, body={"ids": [str(r["image_id"]) for r in batch]},
+                           _source_excludes=[field for field, _ in osx.VECTOR_FIELDS])
+        docs = {d["_id"]: d["_source"] for d in held["docs"] if d.get("found")}
+        return (r for r in batch if docs.get(str(r["image_id"])) != _without_vectors(r))
+
+    batch: list[dict] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == chunk:
+            yield from differing(batch)
+            batch = []
+    if batch:
+        yield from differing(batch)
+
+
+def held_ids(client: OpenSearch, index: str, image_ids: Sequence[int], chunk: int = COMPARE_CHUNK) -> list[int]:
+    """The ids among `image_ids` that `index` holds a document for."""
+    found: list[int] = []
+    for i in range(0, len(image_ids), chunk):
+        got = client.mget(index=index, body={"ids": [str(x) for x in image_ids[i:i + chunk]]}, _source=False)
+        found += [int(d["_id"]) for d in got["docs"] if d.get("found")]
+    return found
 
 
 def search_url(partition_key: str) -> str:
@@ -64,8 +106,10 @@ def search_index(
         indexed = removed = 0
         with postgres.connect() as conn:
             for key in context.partition_keys:  # one prefix, or a backfill's range of them
-                indexed += osx.bulk_index(client, index, pg.iter_index_rows(conn, provider.model_version, key))
-                removed += osx.delete_documents(client, index, pg.image_ids_not_live(conn, key))
+                rows = pg.iter_index_rows(conn, provider.model_version, key)
+                indexed += osx.bulk_index(client, index, changed_rows(client, index, rows))
+                removed += osx.delete_documents(client, index, held_ids(client, index,
+                                                                        pg.image_ids_not_live(conn, key)))
             missing = pg.images_missing_version(conn, provider.model_version)
         serving = osx.alias_target(client, opensearch.alias)
         if serving != index and missing == 0:

@@ -71,7 +71,7 @@ _COVERAGE_CTE = (
     "LEFT JOIN image_analysis a ON a.image_id = i.image_id AND a.model_version = %(mv)s "
     " AND a.content_hash = i.content_hash "
     "LEFT JOIN analysis_failures f ON f.image_id = i.image_id AND f.model_version = %(mv)s "
-    " AND f.content_hash = i.content_hash "
+    " AND f.content_hash IS NOT DISTINCT FROM i.content_hash "  # bytes that could not be read have no hash
     f"WHERE {_partition_filter()}) "
 )
 

@@ -152,14 +152,18 @@ def delete_product(conn: psycopg.Connection, product_id: str) -> list[int] | Non
 
 @dataclass(frozen=True)
 class ListedObject:
-    """One S3 object of a partition, as the inventory saw it."""
+    """One S3 object of a partition, as the inventory saw it.
+
+    The inventory does not read objects, so it leaves `content_hash` None: the analysis step hashes the bytes it
+    reads. A caller that already knows the bytes' hash (a synthetic catalogue) may give it.
+    """
 
     key: str
     product_id: str
     etag: str
     size: int
     last_modified: datetime
-    content_hash: str
+    content_hash: str | None = None
 
 
 class InventoryDiff(BaseModel):
@@ -170,9 +174,9 @@ class InventoryDiff(BaseModel):
 
 
 def known_objects(conn: psycopg.Connection, partition_key: str) -> dict[str, dict]:
-    """key -> {etag, size_bytes, content_hash, status} for the partition (to skip re-hashing unchanged objects)."""
+    """key -> {etag, size_bytes, status} for the partition (to tell unchanged objects apart)."""
     rows = conn.execute(
-        "SELECT s3_key, etag, size_bytes, content_hash, status FROM product_images WHERE partition_key = %s",
+        "SELECT s3_key, etag, size_bytes, status FROM product_images WHERE partition_key = %s",
         (partition_key,),
     )
     return {r["s3_key"]: r for r in rows}
@@ -181,7 +185,8 @@ def known_objects(conn: psycopg.Connection, partition_key: str) -> dict[str, dic
 def sync_inventory(
     conn: psycopg.Connection, partition_key: str, objects: Sequence[ListedObject]
 ) -> InventoryDiff:
-    """Record a partition's listing: new and changed bytes become pending, vanished keys become deleted."""
+    """Record a partition's listing: new objects and objects whose ETag or size changed become pending with the
+    listing's content_hash (None: not read yet), vanished keys become deleted."""
     known = known_objects(conn, partition_key)
     diff = InventoryDiff()
     with conn.transaction(), conn.cursor() as cur:
@@ -189,7 +194,7 @@ def sync_inventory(
             prev = known.get(obj.key)
             if prev is None:
                 diff.new += 1
-            elif prev["content_hash"] != obj.content_hash or prev["status"] == "deleted":
+            elif (prev["etag"], prev["size_bytes"]) != (obj.etag, obj.size) or prev["status"] == "deleted":
                 diff.changed += 1
             else:
                 diff.unchanged += 1
@@ -218,18 +223,62 @@ def sync_inventory(
 
 
 def images_to_analyse(conn: psycopg.Connection, partition_key: str, model_version: str) -> list[dict]:
-    """Live images of the partition with no analysis of their current bytes by this model version, except
-    those whose current bytes failed permanently (they wait for a replay or for new bytes)."""
+    """Live images of the partition with no analysis of their current bytes by this model version (bytes not
+    read yet included), except those whose current bytes failed permanently (they wait for a replay or for
+    new bytes).
+
+    Each row also carries the image's `etag` (what `record_reads` checks the inventory against) and the hashes
+    of the bytes this model version already analysed (`analysed_hash`) or failed on for good (`failed_hash`):
+    bytes read that hash to either need no model call.
+    """
     return conn.execute(
-        "SELECT i.image_id, i.s3_key, i.content_hash FROM product_images i "
+        "SELECT i.image_id, i.s3_key, i.content_hash, i.etag, a.content_hash AS analysed_hash, "
+        "f.content_hash AS failed_hash FROM product_images i "
         "LEFT JOIN image_analysis a ON a.image_id = i.image_id AND a.model_version = %s "
-        " AND a.content_hash = i.content_hash "
-        "LEFT JOIN analysis_failures f ON f.image_id = i.image_id AND f.model_version = %s "
-        " AND f.content_hash = i.content_hash AND NOT f.retryable "
-        "WHERE i.partition_key = %s AND i.status <> 'deleted' AND a.image_id IS NULL AND f.image_id IS NULL "
+        "LEFT JOIN analysis_failures f ON f.image_id = i.image_id AND f.model_version = %s AND NOT f.retryable "
+        "WHERE i.partition_key = %s AND i.status <> 'deleted' "
+        "AND (a.content_hash = i.content_hash) IS NOT TRUE AND (f.content_hash = i.content_hash) IS NOT TRUE "
         "ORDER BY i.image_id",
         (model_version, model_version, partition_key),
     ).fetchall()
+
+
+class ReadBytes(BaseModel):
+    """What the analysis step read of one image: the sha256 of the bytes, and the ETag the image had when it
+    was picked (`images_to_analyse`)."""
+
+    image_id: int
+    etag: str | None
+    content_hash: str
+
+
+def record_reads(conn: psycopg.Connection, reads: Sequence[ReadBytes], model_version: str) -> int:
+    """Store on each image the hash of the bytes read; returns how many images changed.
+
+    An image whose ETag changed since it was picked keeps its row as the inventory left it (the next run reads
+    it again). Bytes this model version already analysed, or failed on for good, settle the image here without
+    a model call (the same bytes uploaded again: a new ETag, the same hash). Call it before `save_analyses`
+    and `mark_failed`, which only touch images whose recorded hash is the one they describe.
+    """
+    if not reads:
+        return 0
+    with conn.transaction():
+        return conn.execute(
+            "UPDATE product_images i SET content_hash = r.content_hash, updated_at = now(), "
+            "status = CASE WHEN a.image_id IS NOT NULL THEN 'analysed' WHEN f.image_id IS NOT NULL THEN 'failed' "
+            " ELSE i.status END, "
+            "error = CASE WHEN a.image_id IS NOT NULL THEN NULL WHEN f.image_id IS NOT NULL THEN f.error "
+            " ELSE i.error END "
+            "FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS r (image_id, etag, content_hash) "
+            "LEFT JOIN image_analysis a ON a.image_id = r.image_id AND a.model_version = %s "
+            " AND a.content_hash = r.content_hash "
+            "LEFT JOIN analysis_failures f ON f.image_id = r.image_id AND f.model_version = %s "
+            " AND f.content_hash = r.content_hash AND NOT f.retryable "
+            "WHERE i.image_id = r.image_id AND i.etag IS NOT DISTINCT FROM r.etag AND i.status <> 'deleted' "
+            "AND (i.content_hash IS DISTINCT FROM r.content_hash OR a.image_id IS NOT NULL OR f.image_id IS NOT NULL)",
+            ([r.image_id for r in reads], [r.etag for r in reads], [r.content_hash for r in reads],
+             model_version, model_version),
+        ).rowcount
 
 
 _ANALYSIS_COLS = ("image_id, model_version, content_hash, category, category_confidence, colors, color_coverage, "
@@ -296,10 +345,10 @@ def save_analyses(
 
 
 class Failure(BaseModel):
-    """One image that a model version could not analyse."""
+    """One image that a model version could not analyse; `content_hash` is None when its bytes were never read."""
 
     image_id: int
-    content_hash: str
+    content_hash: str | None
     reason: str
     retryable: bool = False
 
@@ -311,14 +360,14 @@ def mark_failed(conn: psycopg.Connection, failures: Sequence[Failure], model_ver
     with conn.transaction(), conn.cursor() as cur:
         cur.executemany(
             "UPDATE product_images SET status = 'failed', error = %s, attempts = attempts + 1, updated_at = now()"
-            " WHERE image_id = %s AND content_hash = %s AND status <> 'deleted'",
+            " WHERE image_id = %s AND content_hash IS NOT DISTINCT FROM %s AND status <> 'deleted'",
             [(f.reason[:2000], f.image_id, f.content_hash) for f in failures],
         )
         cur.executemany(
             "INSERT INTO analysis_failures (image_id, model_version, content_hash, error, retryable) "
             "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (image_id, model_version) DO UPDATE SET "
             "error = EXCLUDED.error, retryable = EXCLUDED.retryable, last_failed_at = now(), "
-            "attempts = CASE WHEN analysis_failures.content_hash = EXCLUDED.content_hash "
+            "attempts = CASE WHEN analysis_failures.content_hash IS NOT DISTINCT FROM EXCLUDED.content_hash "
             "THEN analysis_failures.attempts + 1 ELSE 1 END, content_hash = EXCLUDED.content_hash",
             [(f.image_id, model_version, f.content_hash, f.reason[:2000], f.retryable) for f in failures],
         )
@@ -329,7 +378,7 @@ def list_failures(conn: psycopg.Connection, partition_key: str | None = None, li
     """The dead-letter table with each image's key and partition, newest failure first."""
     sql = ("SELECT f.image_id, i.s3_key, i.partition_key, f.model_version, f.error, f.retryable, f.attempts, "
            "f.first_failed_at, f.last_failed_at FROM analysis_failures f "
-           "JOIN product_images i ON i.image_id = f.image_id AND i.content_hash = f.content_hash "
+           "JOIN product_images i ON i.image_id = f.image_id AND i.content_hash IS NOT DISTINCT FROM f.content_hash "
            "AND i.status <> 'deleted'")  # a deleted object's failure is history, not work to do
     params: list = []
     if partition_key is not None:
@@ -344,7 +393,8 @@ def release_failures(conn: psycopg.Connection, partition_key: str | None = None)
     The rows stay, so attempts keep counting across replays; they are only marked retryable.
     """
     sql = ("UPDATE analysis_failures f SET retryable = true FROM product_images i "
-           "WHERE i.image_id = f.image_id AND i.content_hash = f.content_hash AND i.status = 'failed'")
+           "WHERE i.image_id = f.image_id AND i.content_hash IS NOT DISTINCT FROM f.content_hash "
+           "AND i.status = 'failed'")
     params: list = []
     if partition_key is not None:
         sql += " AND i.partition_key = %s"
@@ -421,7 +471,7 @@ def images_missing_version(conn: psycopg.Connection, model_version: str) -> int:
         "AND NOT EXISTS (SELECT 1 FROM image_analysis a WHERE a.image_id = i.image_id "
         "AND a.model_version = %(v)s AND a.content_hash = i.content_hash) "
         "AND NOT EXISTS (SELECT 1 FROM analysis_failures f WHERE f.image_id = i.image_id "
-        "AND f.model_version = %(v)s AND f.content_hash = i.content_hash)",
+        "AND f.model_version = %(v)s AND f.content_hash IS NOT DISTINCT FROM i.content_hash)",
         {"v": model_version},
     ).fetchone()["n"]
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Sequence
+from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 
 from imgsearch_pipeline.analysis.batch import analyse_images
-from imgsearch_pipeline.analysis.provider import AnalysisFailure, AnalysisProvider
+from imgsearch_pipeline.analysis.provider import AnalysisFailure, AnalysisProvider, BatchTooSmall
 from imgsearch_pipeline.analysis.retry import RetryPolicy, TransientProviderError
 from imgsearch_pipeline.analysis.types import ImageAnalysis
 
@@ -169,3 +172,72 @@ def test_calls_in_flight_are_bounded_and_results_keep_their_order():
         assert all(len(call) == 1 for call in provider.calls)
         assert list(attrs["image_id"]) == list(range(1, 13)) == list(vecs["image_id"])
         assert list(attrs["description"]) == [_read(f"k{i}").decode() for i in range(1, 13)]
+
+
+def test_rows_carry_the_hash_of_the_bytes_read_and_bytes_already_decided_skip_the_model():
+    digest = {f"k{i}": hashlib.sha256(_read(f"k{i}")).hexdigest() for i in range(1, 6)}
+    todo = [
+        {"image_id": 1, "s3_key": "k1", "etag": "e1", "content_hash": None},  # new: never read
+        {"image_id": 2, "s3_key": "k2", "etag": "e2", "content_hash": "stale", "analysed_hash": "stale"},
+        {"image_id": 3, "s3_key": "k3", "etag": "e3", "content_hash": None, "analysed_hash": digest["k3"]},
+        {"image_id": 4, "s3_key": "k4", "etag": "e4", "content_hash": None, "failed_hash": digest["k4"]},
+        {"image_id": 5, "s3_key": "k5", "etag": "e5", "content_hash": None},  # gone before the read
+    ]
+
+    def read(key: str) -> bytes:
+        if key == "k5":
+            raise KeyError("NoSuchKey")
+        return _read(key)
+
+    provider = ScriptedProvider([])
+    attrs, vecs = analyse_images(todo, read, provider, batch_size=2, retry=POLICY)
+    attrs = attrs.set_index("image_id")
+    assert [im for call in provider.calls for im in call] == [b"k1", b"k2"]  # only bytes not decided yet
+    assert dict(attrs["status"]) == {1: "analysed", 2: "analysed", 3: "unchanged", 4: "unchanged", 5: "failed"}
+    assert dict(attrs["content_hash"].drop(index=5)) == {i: digest[f"k{i}"] for i in range(1, 5)}
+    assert pd.isna(attrs.loc[5, "content_hash"])  # never read: no hash
+    assert dict(attrs["etag"]) == {i: f"e{i}" for i in range(1, 6)}
+    assert sorted(vecs["image_id"]) == [1, 2]
+
+
+class BatchProvider(ScriptedProvider):
+    """A provider with a batch path (like Bedrock's): records what each batch job was given."""
+
+    def __init__(self, minimum: int = 1) -> None:
+        super().__init__([])
+        self.minimum, self.jobs = minimum, []
+
+    def run_batch(self, items, s3_client, **options):
+        if len(items) < self.minimum:
+            raise BatchTooSmall(f"{len(items)} images, the job minimum is {self.minimum}")
+        self.jobs.append([data for _, data in items])
+        return {image_id: out for (image_id, _), out in zip(items, self.analyse([d for _, d in items]), strict=True)}
+
+
+def test_the_batch_path_hashes_what_it_read_and_sends_only_undecided_bytes():
+    from dagster import build_asset_context
+
+    from imgsearch_pipeline.assets.analysis import _batch_inference
+
+    done = hashlib.sha256(b"k2").hexdigest()
+    todo = [{"image_id": i, "s3_key": f"k{i}", "etag": f"e{i}", "content_hash": None} for i in range(1, 5)]
+    todo[1]["analysed_hash"] = done
+    reads: list[str] = []
+
+    def read(key: str) -> bytes:
+        reads.append(key)
+        if key == "k4":
+            raise OSError("NoSuchKey")
+        return _read(key)
+
+    analysis = SimpleNamespace(batch_size=2, max_in_flight=1, retry_policy=lambda: POLICY, pacer=lambda: None)
+    images = SimpleNamespace(client=lambda: None)
+    for provider in (BatchProvider(), BatchProvider(minimum=10)):  # a batch job; too few: ordinary calls
+        reads.clear()
+        attrs, vecs = _batch_inference(build_asset_context(), provider, todo, read, images, analysis)
+        attrs = attrs.set_index("image_id")
+        assert sorted(reads) == ["k1", "k2", "k3", "k4"]  # each object read once, whichever path analyses
+        assert [im for call in provider.calls for im in call] == [b"k1", b"k3"]
+        assert len(provider.jobs) == (1 if provider.minimum == 1 else 0)
+        assert dict(attrs["status"]) == {1: "analysed", 2: "unchanged", 3: "analysed", 4: "failed"}
+        assert attrs.loc[3, "content_hash"] == hashlib.sha256(b"k3").hexdigest() and sorted(vecs["image_id"]) == [1, 3]

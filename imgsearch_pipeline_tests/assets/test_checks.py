@@ -217,8 +217,8 @@ def test_coverage_errors_on_an_image_left_pending(pipeline):
     part = busiest_partition(pipeline)
     victim = images_of(pipeline, part)[0]
     try:
-        with pipeline.db() as conn:  # what the inventory records for new bytes under a known key
-            conn.execute("UPDATE product_images SET status = 'pending', content_hash = 'planted' WHERE image_id = %s",
+        with pipeline.db() as conn:  # what the inventory records for new bytes under a known key (not read yet)
+            conn.execute("UPDATE product_images SET status = 'pending', content_hash = NULL WHERE image_id = %s",
                          (victim["image_id"],))
         found = run_partition_checks(pipeline, part)
         cov = found["analysis_coverage"]

@@ -55,7 +55,7 @@ def no_faults(proxy) -> Iterator[None]:
 
 
 def _inventory_only(p: Pipeline, partition: str) -> None:
-    """Take the partition's inventory alone: the objects are listed, hashed and pending."""
+    """Take the partition's inventory alone: the objects are listed and pending, not read yet."""
     assert p.defs.resolve_job_def("ingest_partition").execute_in_process(
         partition_key=partition, instance=p.instance, asset_selection=[AssetKey("image_inventory")]).success
 
@@ -92,7 +92,7 @@ def test_transient_errors_and_dropped_connections_are_absorbed_by_retries(pipeli
     pipeline.run([TRANSIENT])
     n = len(_keys(pipeline, TRANSIENT))
     reads = [r for r in injected if r.method == "GET" and TRANSIENT in r.path and "list-type" not in r.path]
-    assert len(reads) >= 2 * n  # each image failed once when hashed and once when read for analysis
+    assert len(reads) == n  # each image failed once, on its only read (the analysis'; the inventory reads none)
     assert_partition_complete(pipeline, TRANSIENT, n)
     assert _failures(pipeline, TRANSIENT) == {}
 
@@ -148,20 +148,30 @@ def test_object_deleted_between_inventory_and_analysis_is_recorded_then_marked_d
     assert {d["s3_key"] for d in index_documents(pipeline, DELETED).values()} == set(keys[1:])
 
 
-def test_object_deleted_between_listing_and_hashing_is_treated_as_gone(pipeline, proxy):
+def test_a_new_object_deleted_between_listing_and_its_read_fails_without_a_hash_then_is_marked_deleted(
+        pipeline, proxy):
     keys = _keys(pipeline, VANISHING)
     victim = keys[0]
     s3 = make_client(pipeline.settings.s3_endpoint_url)
 
-    def delete_before_hashing(request: Request):
+    def delete_before_reading(request: Request):
         if request.method == "GET" and request.path == _object_path(pipeline, victim):
             s3.delete_object(Bucket=pipeline.settings.s3_bucket, Key=victim)
         return None
 
-    proxy.fault = delete_before_hashing
-    pipeline.run([VANISHING])  # the inventory listed the object, then could not read it: not a crash
+    proxy.fault = delete_before_reading
+    pipeline.run([VANISHING])  # one run: listed, never read, so never hashed; not a crash
+    failure = _failures(pipeline, VANISHING)[victim]
+    assert failure["retryable"] and "NoSuchKey" in failure["error"]
     with pipeline.db() as conn:
-        status = {r["s3_key"]: r["status"] for r in conn.execute(
-            "SELECT s3_key, status FROM product_images WHERE partition_key = %s", (VANISHING,))}
-    assert status == dict.fromkeys(keys[1:], "analysed")
+        rows = {r["s3_key"]: r for r in conn.execute(
+            "SELECT s3_key, status, content_hash FROM product_images WHERE partition_key = %s", (VANISHING,))}
+    assert (rows[victim]["status"], rows[victim]["content_hash"]) == ("failed", None)
+    assert {k: r["status"] for k, r in rows.items() if k != victim} == dict.fromkeys(keys[1:], "analysed")
     assert {d["s3_key"] for d in index_documents(pipeline, VANISHING).values()} == set(keys[1:])
+
+    proxy.fault = lambda _request: None
+    pipeline.run([VANISHING])
+    with pipeline.db() as conn:
+        assert pg.status_counts(conn, VANISHING) == {"analysed": len(keys) - 1, "deleted": 1}
+    assert _failures(pipeline, VANISHING) == {}

@@ -24,6 +24,11 @@ def _listed(key: str, digest: str, product: str = "p1") -> pg.ListedObject:
     return pg.ListedObject(key, product, etag=digest, size=10, last_modified=NOW, content_hash=digest)
 
 
+def _unread(key: str, etag: str, size: int = 10) -> pg.ListedObject:
+    """An object as the S3 inventory lists it: no content hash until the analysis step reads it."""
+    return pg.ListedObject(key, "p1", etag=etag, size=size, last_modified=NOW)
+
+
 def test_migrations_apply_once(conn):
     assert pg.migrate(conn) == []
     names = {r["name"] for r in conn.execute("SELECT name FROM schema_migrations")}
@@ -88,6 +93,85 @@ def test_permanent_failures_wait_for_a_replay_retryable_ones_do_not(conn):
 
     pg.sync_inventory(conn, "x/", [_listed("bad.jpg", "h1-fixed"), _listed("slow.jpg", "h2")])
     assert bad in {r["image_id"] for r in pg.images_to_analyse(conn, "x/", "m1")}  # new bytes: tried again
+
+
+def _analysis(model_version: str = "m1") -> ImageAnalysis:
+    return ImageAnalysis(category="tee", colors=[{"color": "navy", "coverage": 0.9}], pattern="solid",
+                         description="navy t-shirt", image_embedding=[0.1] * 4, text_embedding=[0.2] * 3,
+                         model_version=model_version)
+
+
+def _row(conn, key: str) -> dict:
+    return conn.execute("SELECT * FROM product_images WHERE s3_key = %s", (key,)).fetchone()
+
+
+def test_the_inventory_tells_changes_by_etag_and_size_and_leaves_the_hash_to_the_read(conn):
+    pg.upsert_products(conn, [pg.Product(product_id="p1")])
+    listed = _unread("a.jpg", "e1")
+    assert pg.sync_inventory(conn, "x/", [listed]).new == 1
+    assert (_row(conn, "a.jpg")["status"], _row(conn, "a.jpg")["content_hash"]) == ("pending", None)
+    [todo] = pg.images_to_analyse(conn, "x/", "m1")
+    assert (todo["etag"], todo["content_hash"], todo["analysed_hash"], todo["failed_hash"]) == ("e1", None, None, None)
+
+    assert pg.record_reads(conn, [pg.ReadBytes(image_id=todo["image_id"], etag="e1", content_hash="h1")], "m1") == 1
+    pg.save_analyses(conn, [(todo["image_id"], "h1", _analysis())], "v1")
+    assert pg.sync_inventory(conn, "x/", [listed]).unchanged == 1
+    assert pg.images_to_analyse(conn, "x/", "m1") == []
+    d = pg.sync_inventory(conn, "x/", [_unread("a.jpg", "e1", size=11)])
+    assert d.changed == 1 and _row(conn, "a.jpg")["content_hash"] is None  # another size: read again
+
+
+def test_bytes_read_again_under_a_new_etag_settle_the_image_without_a_model_call(conn):
+    pg.upsert_products(conn, [pg.Product(product_id="p1")])
+    pg.sync_inventory(conn, "x/", [_unread("a.jpg", "e1"), _unread("bad.jpg", "e2")])
+    a, bad = (_row(conn, k)["image_id"] for k in ("a.jpg", "bad.jpg"))
+    pg.record_reads(conn, [pg.ReadBytes(image_id=a, etag="e1", content_hash="h1"),
+                           pg.ReadBytes(image_id=bad, etag="e2", content_hash="h2")], "m1")
+    pg.save_analyses(conn, [(a, "h1", _analysis())], "v1")
+    pg.mark_failed(conn, [pg.Failure(image_id=bad, content_hash="h2", reason="not an image")], "m1")
+    analysed_at = conn.execute("SELECT analysed_at FROM image_analysis").fetchone()["analysed_at"]
+
+    # The same bytes uploaded again (multipart: new ETags), then read by the analysis step.
+    pg.sync_inventory(conn, "x/", [_unread("a.jpg", "e1-multipart"), _unread("bad.jpg", "e2-multipart")])
+    todo = {r["image_id"]: r for r in pg.images_to_analyse(conn, "x/", "m1")}
+    assert {i: (r["content_hash"], r["analysed_hash"], r["failed_hash"]) for i, r in todo.items()} == {
+        a: (None, "h1", None), bad: (None, None, "h2")}
+    assert pg.record_reads(conn, [pg.ReadBytes(image_id=a, etag="e1-multipart", content_hash="h1"),
+                                  pg.ReadBytes(image_id=bad, etag="e2-multipart", content_hash="h2")], "m1") == 2
+    assert (_row(conn, "a.jpg")["status"], _row(conn, "bad.jpg")["status"]) == ("analysed", "failed")
+    assert _row(conn, "bad.jpg")["error"] == "not an image"
+    assert pg.images_to_analyse(conn, "x/", "m1") == []
+    assert [r["analysed_at"] for r in pg.iter_index_rows(conn, "m1")] == [analysed_at]  # the same analysis
+    assert pg.list_failures(conn, "x/")[0]["attempts"] == 1
+
+
+def test_a_read_of_bytes_the_inventory_has_moved_on_from_is_not_recorded(conn):
+    pg.upsert_products(conn, [pg.Product(product_id="p1")])
+    pg.sync_inventory(conn, "x/", [_unread("a.jpg", "e1")])
+    [todo] = pg.images_to_analyse(conn, "x/", "m1")
+    pg.sync_inventory(conn, "x/", [_unread("a.jpg", "e2")])  # a concurrent inventory saw newer bytes
+    read = pg.ReadBytes(image_id=todo["image_id"], etag=todo["etag"], content_hash="h-of-e1")
+    assert pg.record_reads(conn, [read], "m1") == 0
+    pg.save_analyses(conn, [(todo["image_id"], "h-of-e1", _analysis())], "v1")
+    row = _row(conn, "a.jpg")
+    assert (row["etag"], row["content_hash"], row["status"]) == ("e2", None, "pending")  # read again next run
+    assert len(pg.images_to_analyse(conn, "x/", "m1")) == 1
+
+
+def test_an_image_that_could_not_be_read_fails_without_a_hash(conn):
+    pg.upsert_products(conn, [pg.Product(product_id="p1")])
+    pg.sync_inventory(conn, "x/", [_unread("gone.jpg", "e1")])
+    [todo] = pg.images_to_analyse(conn, "x/", "m1")
+    for _ in range(2):
+        pg.mark_failed(conn, [pg.Failure(image_id=todo["image_id"], content_hash=None,
+                                         reason="could not read from S3: NoSuchKey", retryable=True)], "m1")
+    assert (_row(conn, "gone.jpg")["status"], _row(conn, "gone.jpg")["content_hash"]) == ("failed", None)
+    [failure] = pg.list_failures(conn, "x/")
+    assert failure["retryable"] and failure["attempts"] == 2
+    assert pg.images_missing_version(conn, "m1") == 0  # dealt with for now, like any recorded failure
+    assert len(pg.images_to_analyse(conn, "x/", "m1")) == 1  # and retried by the next run
+    assert pg.sync_inventory(conn, "x/", []).deleted == 1
+    assert pg.list_failures(conn, "x/") == []
 
 
 def test_product_crud_and_cascade(conn):
