@@ -29,7 +29,7 @@ test: install
 lint: install
 	$(BIN)/ruff check imgsearch_pipeline imgsearch_pipeline_tests
 
-# Every figure of docs/performance.md (~70 min on 2 cores): tables in bench/results/*.md, JSON beside them,
+# Every figure of docs/performance.md (~80 min on 2 cores): tables in bench/results/*.md, JSON beside them,
 # PNG plots in docs/plots. The benchmarks start their own servers in .state/bench (see bench/README.md).
 R := bench/results
 bench: install
@@ -41,6 +41,8 @@ bench: install
 	    --json $(R)/search-scaling.json > $(R)/search-scaling.md
 	$(BIN)/python bench/search_latency.py --n 100000 --candidates 100 --repeats 10 --no-breakdown \
 	    --json $(R)/search-100k-candidates100.json > $(R)/search-100k-candidates100.md
+	$(BIN)/python bench/search_latency.py --n 100000 --backends postgres --repeats 10 \
+	    --json $(R)/search-100k-postgres.json > $(R)/search-100k-postgres.md
 	$(BIN)/python bench/hnsw_params.py --n 100000 --variants ef_construction=64 --json $(R)/hnsw-params.json \
 	    > $(R)/hnsw-params.md
 	$(BIN)/python bench/explain_search.py "something elegant for a summer evening" | cut -c1-220 \
