@@ -13,12 +13,10 @@ from collections.abc import Iterator
 
 import pytest
 from dagster import AssetKey, instance_for_test
-from dagster_aws.s3 import S3Resource
 
-from imgsearch_pipeline.resources import ImageStoreResource
 from imgsearch_pipeline.samples.generator import feed_jsonl
 from imgsearch_pipeline_tests.faults.proxy import FaultProxy
-from imgsearch_pipeline_tests.faults.support import with_resources
+from imgsearch_pipeline_tests.faults.support import read_s3_through
 from imgsearch_pipeline_tests.harness import Pipeline
 
 ANALYSIS_ONLY = [AssetKey(k) for k in ("image_attributes", "image_embeddings", "image_analysis", "search_index")]
@@ -36,10 +34,7 @@ def pipeline(new_settings, proxy) -> Iterator[Pipeline]:
     """A catalogue uploaded directly, nothing ingested; every run reaches S3 through the proxy."""
     with instance_for_test() as instance:
         p = Pipeline(new_settings(), instance, n_products=8, seed=7)
-        images = ImageStoreResource(bucket=p.settings.s3_bucket, s3=S3Resource(
-            endpoint_url=proxy.url, region_name=p.settings.s3_region,
-            aws_access_key_id="imgsearch", aws_secret_access_key="imgsearch"))
-        with_resources(p, images=images)
+        read_s3_through(p, proxy.url)
         yield p
 
 

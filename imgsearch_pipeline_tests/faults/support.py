@@ -7,8 +7,10 @@ from __future__ import annotations
 from collections import Counter
 
 from dagster import DagsterEventType, Definitions
+from dagster_aws.s3 import S3Resource
 from opensearchpy import helpers
 
+from imgsearch_pipeline.resources import ImageStoreResource
 from imgsearch_pipeline.storage import opensearch as osx
 from imgsearch_pipeline.storage import postgres as pg
 from imgsearch_pipeline_tests.harness import Pipeline
@@ -29,6 +31,13 @@ def with_resources(p: Pipeline, **resources) -> None:
     """Run the pipeline with some resources replaced (a proxy's endpoint, a smaller retry budget)."""
     p.defs = replace_resources(p.defs, **resources)
     p.res = p.defs.resources
+
+
+def read_s3_through(p: Pipeline, url: str, **s3_config) -> None:
+    """Every run of `p` reaches S3 at `url` (a FaultProxy in front of the test's S3 server)."""
+    with_resources(p, images=ImageStoreResource(bucket=p.settings.s3_bucket, s3=S3Resource(
+        endpoint_url=url, region_name=p.settings.s3_region, aws_access_key_id="imgsearch",
+        aws_secret_access_key="imgsearch", **s3_config)))
 
 
 def images_of(p: Pipeline, partition: str) -> int:

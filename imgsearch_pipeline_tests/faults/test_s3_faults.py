@@ -13,13 +13,11 @@ from collections.abc import Iterator
 
 import pytest
 from dagster import AssetKey, instance_for_test
-from dagster_aws.s3 import S3Resource
 
-from imgsearch_pipeline.resources import ImageStoreResource
 from imgsearch_pipeline.storage import postgres as pg
 from imgsearch_pipeline.storage.s3 import make_client
 from imgsearch_pipeline_tests.faults.proxy import DROP, Answer, FaultProxy, Request
-from imgsearch_pipeline_tests.faults.support import assert_partition_complete, index_documents, with_resources
+from imgsearch_pipeline_tests.faults.support import assert_partition_complete, index_documents, read_s3_through
 from imgsearch_pipeline_tests.harness import Pipeline
 
 TRANSIENT, PERSISTENT, DELETED, VANISHING = (
@@ -41,10 +39,7 @@ def pipeline(new_settings, proxy) -> Iterator[Pipeline]:
     """The catalogue is uploaded directly; every run then reaches S3 through the proxy."""
     with instance_for_test() as instance:
         p = Pipeline(new_settings(), instance, n_products=10, seed=3)
-        images = ImageStoreResource(bucket=p.settings.s3_bucket, s3=S3Resource(
-            endpoint_url=proxy.url, region_name=p.settings.s3_region, max_attempts=RETRIES,
-            aws_access_key_id="imgsearch", aws_secret_access_key="imgsearch"))
-        with_resources(p, images=images)
+        read_s3_through(p, proxy.url, max_attempts=RETRIES)
         yield p
 
 
