@@ -195,11 +195,11 @@ class Bench:
             self.bare_conn = pg.connect(self.dsn)
             self.bare_conn.commit()
             self.bare_conn.autocommit = True
-            # k=200 on the index: the ef_search the backend sets for its 200 candidates (no iterative scan needed).
+            # k=candidates on the index: the ef_search the backend sets for them (no iterative scan needed).
             self.bare200_conn = pg.connect(self.dsn)
             self.bare200_conn.commit()
             self.bare200_conn.autocommit = True
-            self.bare200_conn.execute(f"SET hnsw.ef_search = {args.candidates}")
+            self.bare200_conn.execute(f"SET hnsw.ef_search = {self.backends['postgres'].ef_search(args.candidates)}")
         self.services = {name: SearchService(b, provider, self.vocab) for name, b in self.backends.items()}
         self.plans = {q: self.services[next(iter(self.services))].parse(q) for qs in QUERIES.values() for q in qs}
         check_classes(self.plans)
@@ -335,7 +335,7 @@ def breakdown(bench: Bench, args) -> dict:
                         conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
                                      "set_config('hnsw.ef_search', %s, true), "
                                      "set_config('hnsw.max_scan_tuples', %s, true)",
-                                     (str(max(be.MIN_EF_SEARCH, min(be.MAX_EF_SEARCH, req.candidates))),
+                                     (str(be.ef_search(req.candidates)),
                                       str(be.MAX_SCAN_TUPLES)))
                         t2 = time.perf_counter()
                         counts = be._counts(conn, where, params, req.facets)
@@ -420,7 +420,7 @@ def recall(bench: Bench, gen: synthetic.Generator, size: int) -> dict:
                         conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), "
                                      "set_config('hnsw.ef_search', %s, true), "
                                      "set_config('hnsw.max_scan_tuples', %s, true)",
-                                     (str(max(be.MIN_EF_SEARCH, min(be.MAX_EF_SEARCH, k))), str(be.MAX_SCAN_TUPLES)))
+                                     (str(be.ef_search(k)), str(be.MAX_SCAN_TUPLES)))
                         found = [str(x["image_id"]) for x in be._knn(
                             conn, "text", bench.vectors[q], where, params, k, int(mask.sum()))]
                         out[f"postgres|k={k}|{cls}"].append(r(found, exact_pg))
