@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import re
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -186,6 +187,11 @@ class CpuMeter:
 
 
 # The machine -----------------------------------------------------------------------------------------------
+
+
+def log(msg: str) -> None:
+    """Progress on stderr, time-stamped: stdout holds the tables."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def loadavg() -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-import time
 from pathlib import Path
 
 import benchlib
@@ -53,8 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     benchlib.add_server_args(parser, "imgsearch_bench_search", "bench-hnsw")
     args = parser.parse_args(argv)
 
-    def log(msg: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+    log = benchlib.log
 
     servers = benchlib.start_servers(args, log)
     client = servers.opensearch(timeout=600)

@@ -23,7 +23,6 @@ import argparse
 import dataclasses
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -157,8 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     benchlib.add_server_args(parser, "imgsearch_bench_ingest", "bench-ingest")
     args = parser.parse_args(argv)
 
-    def log(msg: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+    log = benchlib.log
 
     servers = benchlib.start_servers(args, log)
     s3_url = benchlib.start_s3(args)

@@ -47,8 +47,7 @@ RESIDUALS = ["flowers", "pockets", "logo", "summer party", "office", "gym", "wed
              "beach", "buttons", "big print", "zip", "winter", "cosy weekend"]
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+log = benchlib.log
 
 
 # The dataset ---------------------------------------------------------------------------------------------

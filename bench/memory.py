@@ -98,8 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(args.child)))
         return 0
 
-    def log(msg: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+    log = benchlib.log
 
     servers = benchlib.start_servers(args, log)
     s3_url = benchlib.start_s3(args)

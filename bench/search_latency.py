@@ -604,8 +604,7 @@ def main(argv: list[str] | None = None) -> int:
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     sizes = sorted({int(s) for s in args.sizes.split(",")}) if args.sizes else [args.n]
 
-    def log(msg: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+    log = benchlib.log
 
     servers = benchlib.start_servers(args, log)
     result: dict = {"sizes": sizes, "backends": args.backends, "load_start": benchlib.loadavg(),

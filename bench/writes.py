@@ -366,8 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     benchlib.add_server_args(parser, "imgsearch_bench_writes", "bench-writes")
     args = parser.parse_args(argv)
 
-    def log(msg: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+    log = benchlib.log
 
     servers = benchlib.start_servers(args, log)
     result: dict = {"n": args.n, "batch": synthetic.BLOCK, "seed": args.seed, "breakdown_n": args.breakdown,
