@@ -15,7 +15,7 @@ import pytest
 from dagster import AssetKey, instance_for_test
 
 from imgsearch_pipeline.samples.generator import feed_jsonl
-from imgsearch_pipeline_tests.faults.proxy import FaultProxy
+from imgsearch_pipeline_tests.faults.proxy import FaultProxy, proxy_to
 from imgsearch_pipeline_tests.faults.support import read_s3_through
 from imgsearch_pipeline_tests.harness import Pipeline
 
@@ -24,9 +24,8 @@ ANALYSIS_ONLY = [AssetKey(k) for k in ("image_attributes", "image_embeddings", "
 
 @pytest.fixture(scope="module")
 def proxy(s3_server) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(s3_server).start()
-    yield proxy
-    proxy.close()
+    with proxy_to(s3_server) as proxy:
+        yield proxy
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from dagster import AssetKey, instance_for_test
 
 from imgsearch_pipeline.storage import postgres as pg
 from imgsearch_pipeline.storage.s3 import make_client
-from imgsearch_pipeline_tests.faults.proxy import DROP, Answer, FaultProxy, Request
+from imgsearch_pipeline_tests.faults.proxy import DROP, Answer, FaultProxy, Request, proxy_to
 from imgsearch_pipeline_tests.faults.support import assert_partition_complete, index_documents, read_s3_through
 from imgsearch_pipeline_tests.harness import Pipeline
 
@@ -29,9 +29,8 @@ INTERNAL = Answer(500, b"<Error><Code>InternalError</Code><Message>We encountere
 
 @pytest.fixture(scope="module")
 def proxy(s3_server) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(s3_server).start()
-    yield proxy
-    proxy.close()
+    with proxy_to(s3_server) as proxy:
+        yield proxy
 
 
 @pytest.fixture(scope="module")
