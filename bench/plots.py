@@ -68,7 +68,7 @@ def plot_search(data: dict, out: Path, plt) -> list[Path]:
     last = runs[-1]
     fig, axes = plt.subplots(1, len(data["backends"]), figsize=(5 * len(data["backends"]), 3.6), squeeze=False)
     for ax, backend in zip(axes[0], data["backends"], strict=True):
-        kinds = [k for k in ("e2e", "hybrid", "pooled", "bare") if f"{backend}|{k}|all" in last["latency"]]
+        kinds = [k for k in ("e2e", "hybrid", "serial", "bare") if f"{backend}|{k}|all" in last["latency"]]
         width = 0.8 / len(kinds)
         for i, kind in enumerate(kinds):
             p95 = [last["latency"][f"{backend}|{kind}|{c}"]["p95"] for c in CLASSES]

@@ -14,10 +14,11 @@ negation ("green t shirt with no prints", "dress not black"), residual-text ("dr
 pure-semantic (no filter at all). For each query, backend and repetition, in shuffled order:
 
   e2e      SearchService.search(query): parse, MiniLM embed_text, backend (the API's path)
-  hybrid   backend.search(request) with the plan and query vector prepared (the backend alone)
+  hybrid   backend.search(request) with the plan and query vector prepared (the backend alone; Postgres: the
+           API's backend, `resources.search.postgres_backend`: pooled connections, k-NN list beside the lexical)
   bare     the engine's plain k-NN with the same vector: OpenSearch `knn` k=10, no filter;
            Postgres `ORDER BY text_embedding::vector(384) <=> q LIMIT 10` on the HNSW index
-  pooled   (Postgres) the backend on a connection kept open: PostgresResource opens one per search
+  serial   (Postgres) the backend on one connection kept open, its lists one after the other
 
 Recall@10 of the filtered k-NN list (the one the hybrid fuses: k = 200 candidates under the plan's filter,
 first 10) against exact search: OpenSearch against a brute-force numpy scan of the same vectors under the same
@@ -46,6 +47,7 @@ from pgvector import Vector
 from psycopg import sql
 
 from imgsearch_pipeline.analysis.provider import get_provider
+from imgsearch_pipeline.resources.search import postgres_backend
 from imgsearch_pipeline.search.backend import CANDIDATES, SearchRequest
 from imgsearch_pipeline.search.opensearch_backend import OpenSearchBackend, filter_query
 from imgsearch_pipeline.search.plan import QueryPlan, violations
@@ -189,9 +191,9 @@ class Bench:
         if "opensearch" in args.backends:
             self.backends["opensearch"] = OpenSearchBackend(self.client, self.alias)
         if "postgres" in args.backends:
-            self.backends["postgres"] = PostgresBackend(self.connect, synthetic.MODEL_VERSION)
-            self.pooled_conn = pg.connect(self.dsn)
-            self.pooled = PostgresBackend(self.reuse, synthetic.MODEL_VERSION)
+            self.backends["postgres"] = postgres_backend(self.dsn, synthetic.MODEL_VERSION)
+            self.serial_conn = pg.connect(self.dsn)
+            self.serial = PostgresBackend(self.reuse, synthetic.MODEL_VERSION)
             self.bare_conn = pg.connect(self.dsn)
             self.bare_conn.commit()
             self.bare_conn.autocommit = True
@@ -215,22 +217,12 @@ class Bench:
             sql.Literal(synthetic.MODEL_VERSION), sql.Literal(synthetic.TEXT_DIM), sql.Literal(synthetic.TEXT_DIM))
 
     @contextmanager
-    def connect(self) -> Iterator[psycopg.Connection]:
-        """What PostgresResource.connect does for every search (migrations aside: applied once per process)."""
-        conn = pg.connect(self.dsn)
-        try:
-            yield conn
-            conn.commit()
-        finally:
-            conn.close()
-
-    @contextmanager
     def reuse(self) -> Iterator[psycopg.Connection]:
-        yield self.pooled_conn
-        self.pooled_conn.commit()
+        yield self.serial_conn
+        self.serial_conn.commit()
 
     def close(self) -> None:
-        for name in ("pooled_conn", "bare_conn", "bare200_conn"):
+        for name in ("serial_conn", "bare_conn", "bare200_conn"):
             if hasattr(self, name):
                 getattr(self, name).close()
 
@@ -249,14 +241,14 @@ class Bench:
             return self.services[backend].search(q)
         if kind == "hybrid":
             return self.backends[backend].search(self.requests[q])
-        if kind == "pooled":
-            return self.pooled.search(self.requests[q])
+        if kind == "serial":
+            return self.serial.search(self.requests[q])
         if kind == "bare200":
             return self.bare(backend, q, self.candidates)
         return self.bare(backend, q)
 
     def kinds(self, backend: str) -> list[str]:
-        return ["e2e", "hybrid", "bare", "bare200"] + (["pooled"] if backend == "postgres" else [])
+        return ["e2e", "hybrid", "bare", "bare200"] + (["serial"] if backend == "postgres" else [])
 
 
 def time_queries(bench: Bench, args, log) -> dict:
@@ -525,20 +517,21 @@ def report(result: dict) -> str:
         for b in result["backends"]:
             for cls in [*QUERIES, "all"]:
                 h, bare, e2e = lat[f"{b}|hybrid|{cls}"], lat[f"{b}|bare|{cls}"], lat[f"{b}|e2e|{cls}"]
-                pooled = lat.get(f"{b}|pooled|{cls}")
+                serial = lat.get(f"{b}|serial|{cls}")
                 bare200 = lat[f"{b}|bare200|{cls}"]
                 ratio = h["p95"] / bare["p95"]
                 rows.append((b, cls, e2e["p50"], e2e["p95"], h["p50"], h["p95"], h["p99"],
-                             f"{pooled['p95']:.1f}" if pooled else "", bare["p50"], bare["p95"], bare200["p95"],
+                             f"{serial['p95']:.1f}" if serial else "", bare["p50"], bare["p95"], bare200["p95"],
                              f"{h['p50'] / bare['p50']:.1f}x", f"{ratio:.1f}x",
                              ("met" if h["p95"] < TARGET_P95_MS else "MISSED") + " / "
                              + ("met" if ratio <= TARGET_RATIO else "MISSED")))
         lines += [benchlib.table(
-            ["backend", "class", "e2e p50", "e2e p95", "hybrid p50", "hybrid p95", "hybrid p99", "pooled p95",
+            ["backend", "class", "e2e p50", "e2e p95", "hybrid p50", "hybrid p95", "hybrid p99", "serial p95",
              "bare p50", "bare p95", f"bare k={cand} p95", "p50 ratio", "p95 ratio", "p95<50ms / <=2x"],
             rows), "",
             "Milliseconds. e2e = SearchService.search (parse + MiniLM embed + backend); hybrid = backend.search; "
-            "pooled = Postgres backend on a kept-open connection; bare = plain k-NN, k=10, no filter; "
+            "serial = Postgres backend on one kept-open connection, lists one after the other; "
+            "bare = plain k-NN, k=10, no filter; "
             f"bare k={cand} = the same with the hybrid's candidate count ({cand}); ratios = hybrid / bare.", ""]
         rec = run["recall"]
         for b in result["backends"]:

@@ -24,12 +24,21 @@ def _llm_parser(provider: AnalysisProvider, timeout_s: float) -> LLMQueryParser:
     return LLMQueryParser(provider, timeout_s=timeout_s)
 
 
-@cache
-def _postgres_backend(dsn: str, model_version: str) -> SearchBackend:
-    # One per database, version and process: it remembers counts and facets while the database is unchanged.
-    from imgsearch_pipeline.search.postgres_backend import PostgresBackend
+SEARCH_CONNECTIONS = 8  # searches at once per process (more wait for a connection)
+LISTS_APART = 4  # k-NN lists at once beside their searches' lexical lists (more run after them)
 
-    return PostgresBackend(PostgresResource(dsn=dsn).connect, model_version)
+
+@cache
+def postgres_backend(dsn: str, model_version: str) -> SearchBackend:
+    """One per database, version and process: it keeps connections open, and remembers counts and facets
+    while the database is unchanged."""
+    from imgsearch_pipeline.search.postgres_backend import PostgresBackend
+    from imgsearch_pipeline.storage import postgres as pg
+
+    with PostgresResource(dsn=dsn).connect():  # migrations first
+        pass
+    return PostgresBackend(pg.pool(dsn, SEARCH_CONNECTIONS).connection, model_version,
+                           connect_apart=pg.pool(dsn, LISTS_APART).connection, lists_apart=LISTS_APART)
 
 
 class SearchResource(ConfigurableResource):
@@ -44,7 +53,7 @@ class SearchResource(ConfigurableResource):
 
     def backend_impl(self) -> SearchBackend:
         if self.backend == "postgres":
-            return _postgres_backend(self.postgres.dsn, self.analysis.get().model_version)
+            return postgres_backend(self.postgres.dsn, self.analysis.get().model_version)
         from imgsearch_pipeline.search.opensearch_backend import OpenSearchBackend
 
         return OpenSearchBackend(self.opensearch.client(), self.opensearch.alias)

@@ -27,6 +27,8 @@ Each part costs in proportion to what it returns, not to the size of the catalog
 - The lexical list ranks only the filtered items that share a word with the query (`_MATCHING`); every other
   item scores 0, so when those are fewer than asked for the list goes on with the others by id, the order a
   ranking of every item gives.
+- With `connect_apart`, the k-NN list runs on a connection of its own while the lexical list runs, as OpenSearch
+  runs the searches of an `_msearch` side by side; each list then reads its own snapshot (so does `_msearch`).
 - The product count and facets are counted per (value, product) with hash aggregates, and are remembered per
   filter while the database shows the same snapshot (as OpenSearch's request cache keeps a count request's
   answer until the index changes): an equal `pg_current_snapshot()` (same transactions running, none committed
@@ -40,6 +42,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from typing import TypeVar
 
@@ -55,6 +58,7 @@ from imgsearch_pipeline.search.results import FacetCount, Hit, SearchResponse
 from imgsearch_pipeline.storage.postgres import VECTOR_COLUMNS, vector_expr, vector_type
 
 T = TypeVar("T")
+Connect = Callable[[], AbstractContextManager[psycopg.Connection]]
 FACET_SIZE = 30
 _COLUMNS = {"category": "a.category", "pattern": "a.pattern"}
 _DOC = sql.SQL(
@@ -103,8 +107,15 @@ class PostgresBackend:
     MAX_SCAN_TUPLES = 50_000
     CACHE_SIZE = 256  # filters whose counts are remembered (each a few KB)
 
-    def __init__(self, connect: Callable[[], AbstractContextManager[psycopg.Connection]], model_version: str) -> None:
+    def __init__(self, connect: Connect, model_version: str, connect_apart: Connect | None = None,
+                 lists_apart: int = 4) -> None:
+        """`connect_apart`: connections for k-NN lists run beside a lexical list. They must not come from the
+        pool `connect` draws on: a search holds its `connect` connection while it waits for one of these, and
+        searches waiting on each other's connections would wait forever. `lists_apart`: at most that many at
+        once (the size of that pool)."""
         self.connect, self.model_version = connect, model_version
+        self._apart = ThreadPoolExecutor(lists_apart, "knn-list") if connect_apart else None
+        self.connect_apart = connect_apart
         self._cache: OrderedDict[str, tuple[str, object]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -248,6 +259,18 @@ class PostgresBackend:
 
     # The contract ------------------------------------------------------------------------------------------
 
+    def _settings(self, conn: psycopg.Connection, ef_search: int) -> str:
+        """This transaction's HNSW scan settings; returns its snapshot."""
+        return conn.execute(
+            f"SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), set_config('hnsw.ef_search', %s,"
+            f" true), set_config('hnsw.max_scan_tuples', %s, true), {_SNAPSHOT} AS snapshot",
+            (str(ef_search), str(self.MAX_SCAN_TUPLES))).fetchone()["snapshot"]
+
+    def _knn_apart(self, ef_search: int, *args) -> list[dict]:
+        with self.connect_apart() as conn, conn.transaction():
+            self._settings(conn, ef_search)
+            return self._knn(conn, *args)
+
     def search(self, req: SearchRequest) -> SearchResponse:
         plan = req.plan if req.filtered else None
         where, params = self.where(plan, req.exclude_products)
@@ -256,11 +279,9 @@ class PostgresBackend:
         ef_search = self.ef_search(req.candidates)
         key = json.dumps(["counts", req.facets, plan and plan.model_dump(include={"filters", "exclude", "has_print"}),
                           req.exclude_products], sort_keys=True)
+        lexical = req.mode in ("hybrid", "keyword") and bool(req.text or req.mode == "hybrid")
         with self.connect() as conn, conn.transaction():
-            snapshot = conn.execute(
-                f"SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), set_config('hnsw.ef_search', %s,"
-                f" true), set_config('hnsw.max_scan_tuples', %s, true), {_SNAPSHOT} AS snapshot",
-                (str(ef_search), str(self.MAX_SCAN_TUPLES))).fetchone()["snapshot"]
+            snapshot = self._settings(conn, ef_search)
 
             def count() -> tuple[str, list[dict]]:
                 rows = self._counts(conn, where, params, req.facets)
@@ -268,13 +289,15 @@ class PostgresBackend:
 
             counts = self._cached(key, snapshot, count)
             total = next(r for r in counts if r["field"] == "total")
+            knn = (field, vector, where, params, req.candidates, total[f"{field}_vectors"])
+            apart = self._apart.submit(self._knn_apart, ef_search, *knn) if (
+                vector is not None and lexical and self._apart is not None) else None
             lists: list[list[dict]] = []
-            if req.mode in ("hybrid", "keyword") and (req.text or req.mode == "hybrid"):
+            if lexical:
                 lists.append(self._lexical(conn, req.text, where, params, req.candidates,
                                            must_match=req.mode == "keyword"))
             if vector is not None:
-                lists.append(self._knn(conn, field, vector, where, params, req.candidates,
-                                       total[f"{field}_vectors"]))
+                lists.append(apart.result() if apart is not None else self._knn(conn, *knn))
         docs = {str(r["image_id"]): r for ranked in lists for r in ranked}
         ranked_ids = [[str(r["image_id"]) for r in ranked] for ranked in lists]
         fused = best_per_group(rrf(ranked_ids), {i: d["product_id"] for i, d in docs.items()}, req.size)

@@ -18,6 +18,7 @@ from psycopg import sql
 from psycopg.adapt import AdaptersMap
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, ConfigDict, Field
 
 from imgsearch_pipeline.analysis.types import ImageAnalysis
@@ -31,21 +32,36 @@ _MIGRATION_LOCK = 7_214_001
 _VECTOR_ADAPTERS: dict[str, tuple[int, AdaptersMap]] = {}
 
 
-def connect(dsn: str) -> psycopg.Connection:
-    """A connection with the vector type registered (after migrations created the extension)."""
-    cached = _VECTOR_ADAPTERS.get(dsn)
-    conn = psycopg.connect(dsn, row_factory=dict_row, connect_timeout=10, context=cached[1] if cached else None)
-    row = conn.execute("SELECT oid FROM pg_type WHERE typname = 'vector'").fetchone()
-    if cached and row and row["oid"] == cached[0]:
+class VectorConnection(psycopg.Connection):
+    """A connection with dict rows and the vector type registered (after migrations created the extension)."""
+
+    @classmethod
+    def connect(cls, conninfo: str = "", **kwargs) -> VectorConnection:
+        cached = _VECTOR_ADAPTERS.get(conninfo)
+        kwargs |= {"row_factory": dict_row, "connect_timeout": 10}
+        conn = super().connect(conninfo, context=cached[1] if cached else None, **kwargs)
+        row = conn.execute("SELECT oid FROM pg_type WHERE typname = 'vector'").fetchone()
+        if cached and row and row["oid"] == cached[0]:
+            return conn
+        if cached:  # the extension was dropped or made anew (a recreated database): register afresh
+            del _VECTOR_ADAPTERS[conninfo]
+            conn.close()
+            conn = super().connect(conninfo, **kwargs)
+        if row:
+            register_vector(conn)
+            _VECTOR_ADAPTERS[conninfo] = (row["oid"], conn.adapters)
         return conn
-    if cached:  # the extension was dropped or made anew (a recreated database): register afresh
-        del _VECTOR_ADAPTERS[dsn]
-        conn.close()
-        conn = psycopg.connect(dsn, row_factory=dict_row, connect_timeout=10)
-    if row:
-        register_vector(conn)
-        _VECTOR_ADAPTERS[dsn] = (row["oid"], conn.adapters)
-    return conn
+
+
+def connect(dsn: str) -> psycopg.Connection:
+    return VectorConnection.connect(dsn)
+
+
+def pool(dsn: str, max_size: int) -> ConnectionPool:
+    """Connections kept open for searches: opening one costs ~3 ms, a third of a fast search. Each is checked
+    as it is handed out, so a restarted server costs a reconnection, not a failed search."""
+    return ConnectionPool(dsn, connection_class=VectorConnection, min_size=1, max_size=max_size, open=True,
+                          check=ConnectionPool.check_connection)
 
 
 def migrate(conn: psycopg.Connection) -> list[str]:

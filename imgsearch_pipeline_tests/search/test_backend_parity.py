@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from dagster import DagsterInstance
 
+from imgsearch_pipeline.resources.search import postgres_backend
 from imgsearch_pipeline.search.backend import FACET_FIELDS
 from imgsearch_pipeline.search.opensearch_backend import OpenSearchBackend
 from imgsearch_pipeline.search.plan import QueryPlan, field_values, violations
-from imgsearch_pipeline.search.postgres_backend import PostgresBackend
 from imgsearch_pipeline.search.results import Hit, SearchResponse
 from imgsearch_pipeline.search.service import SearchService
 from imgsearch_pipeline.storage import opensearch as osx
@@ -91,7 +91,8 @@ def world(new_settings) -> World:
     assert osx.count(client, alias) == len(rows) == pipeline.n_images
     services = {
         "opensearch": SearchService(OpenSearchBackend(client, alias), provider),
-        "postgres": SearchService(PostgresBackend(res["postgres"].connect, version), provider),
+        # The API's backend: pooled connections, k-NN lists beside the lexical ones.
+        "postgres": SearchService(postgres_backend(res["postgres"].dsn, version), provider),
     }
     return World(pipeline, version, rows, services)
 

@@ -4,6 +4,7 @@ for the planner to choose the HNSW index (2,000 images), plus rows that must nev
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -374,3 +375,26 @@ def test_counts_are_remembered_until_the_data_changes(db):
         with db.connect() as conn:
             conn.execute("DELETE FROM products WHERE product_id = 'fresh'")
     assert counts(search(_plan())) == counts(before) and backend.counted == 6
+
+
+def test_knn_lists_apart_answer_as_on_one_connection_and_never_wait_on_each_other(db):
+    """Eight searches at once, with two connections for searches and one for the k-NN lists run beside them:
+    every search answers what the backend answers on one connection. (Were the lists' connections drawn from
+    the searches' pool, two searches holding both would each wait for the other's.)"""
+    searches, lists = pg.pool(db.dsn, 2), pg.pool(db.dsn, 1)
+    try:
+        apart = PostgresBackend(searches.connection, VERSION, connect_apart=lists.connection, lists_apart=1)
+        requests = [SearchRequest(plan=_plan(*clauses), mode="hybrid", text=text, text_vector=vector, size=10)
+                    for text, vector, clauses in [
+                        ("striped", [1.0, 0.0, 0.5, 0.2], ()),
+                        ("black jeans", [0.1, 0.9, -0.3, 0.0], (Clause(field="color", values=["black"], text="b"),)),
+                        ("flowers", [-0.5, 0.2, 0.8, 0.1], (Clause(field="category", values=["dress"], text="d"),)),
+                        ("knitted", [0.3, -0.7, 0.1, 0.6], ())]]
+        expected = [db.backend().search(r) for r in requests]
+        with ThreadPoolExecutor(8) as threads:
+            answers = list(threads.map(apart.search, requests * 2, timeout=60))
+        assert answers == expected * 2
+        assert all(r.hits for r in expected)
+    finally:
+        searches.close()
+        lists.close()
