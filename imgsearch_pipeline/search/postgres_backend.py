@@ -70,9 +70,9 @@ _FROM = sql.SQL(
     "ON i.image_id = a.image_id AND coalesce(i.content_hash = a.content_hash, false)"
 )
 _SNAPSHOT = "pg_current_snapshot()::text"
-# The same expressions as the migration's indexes (0003_search.sql), so the planner can use them.
-_NAME_TSV = sql.SQL("to_tsvector('english'::regconfig, coalesce(p.name, ''))")
-_BRAND_TSV = sql.SQL("to_tsvector('simple'::regconfig, coalesce(p.brand, ''))")
+# Stored and indexed (0006_product_text_stored.sql).
+_NAME_TSV = sql.SQL("p.name_tsv")
+_BRAND_TSV = sql.SQL("p.brand_tsv")
 # The OR of a text's lexemes under a text search configuration (OpenSearch's match: operator OR). Lexemes are
 # quoted (quotes and backslashes doubled), so nothing in the user's text is read as tsquery syntax.
 _OR_QUERY = r"""(SELECT string_agg('''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || '''', ' | ')
@@ -81,7 +81,7 @@ _OR_QUERY = r"""(SELECT string_agg('''' || replace(replace(lexeme, '\', '\\'), '
 # score counts, the description's twice. A field without a query word scores 0, so only the filtered items sharing
 # a word with the query are ranked (`m`): those whose description has one, then the others whose product's name or
 # brand has one; each set is found through its GIN index, or by checking the filtered rows when they are few.
-# Name and brand are ranked once per product (`w`): their tsvectors are computed, not stored.
+# Name and brand are ranked once per product (`w`).
 _MATCHING = """WITH m AS MATERIALIZED (
     SELECT a.image_id, i.product_id, 2 * ts_rank(a.description_tsv, %(english)s::tsquery, 1) AS description {frm}
     WHERE {where} AND a.description_tsv @@ %(english)s::tsquery

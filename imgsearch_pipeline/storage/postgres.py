@@ -107,6 +107,7 @@ class Product(BaseModel):
 
 
 _PRODUCT_COLS = ("product_id", "name", "brand", "department", "shop_category", "source")
+_PRODUCT = ", ".join((*_PRODUCT_COLS, "created_at", "updated_at"))  # what a product is (not its search columns)
 
 
 def upsert_products(conn: psycopg.Connection, products: Iterable[Product], *, overwrite: bool = True) -> int:
@@ -133,7 +134,7 @@ def upsert_products(conn: psycopg.Connection, products: Iterable[Product], *, ov
 
 
 def get_product(conn: psycopg.Connection, product_id: str) -> dict | None:
-    row = conn.execute("SELECT * FROM products WHERE product_id = %s", (product_id,)).fetchone()
+    row = conn.execute(f"SELECT {_PRODUCT} FROM products WHERE product_id = %s", (product_id,)).fetchone()
     if row is None:
         return None
     row["images"] = conn.execute(
@@ -150,7 +151,7 @@ def image_key(conn: psycopg.Connection, image_id: int) -> str | None:
 
 def list_products(conn: psycopg.Connection, limit: int = 100, offset: int = 0) -> list[dict]:
     return conn.execute(
-        "SELECT * FROM products ORDER BY product_id LIMIT %s OFFSET %s", (limit, offset)
+        f"SELECT {_PRODUCT} FROM products ORDER BY product_id LIMIT %s OFFSET %s", (limit, offset)
     ).fetchall()
 
 

@@ -408,7 +408,7 @@ def test_orphaned_images_and_analyses_fail(pipeline):
         assert meta(check, "orphan_analysis_image_ids") == [lone["image_id"]]
     finally:
         with pipeline.db() as conn:
-            cols = list(product)
+            cols = [c for c in product if not c.endswith("_tsv")]  # generated columns: computed again
             conn.execute(f"INSERT INTO products ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))}) "
                          "ON CONFLICT DO NOTHING", [product[c] for c in cols])
             cols = list(image)
