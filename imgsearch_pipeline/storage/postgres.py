@@ -41,15 +41,15 @@ class VectorConnection(psycopg.Connection):
         kwargs |= {"row_factory": dict_row, "connect_timeout": 10}
         conn = super().connect(conninfo, context=cached[1] if cached else None, **kwargs)
         row = conn.execute("SELECT oid FROM pg_type WHERE typname = 'vector'").fetchone()
-        if cached and row and row["oid"] == cached[0]:
-            return conn
-        if cached:  # the extension was dropped or made anew (a recreated database): register afresh
+        if cached and not (row and row["oid"] == cached[0]):
+            # the extension was dropped or made anew (a recreated database): register afresh
             del _VECTOR_ADAPTERS[conninfo]
             conn.close()
-            conn = super().connect(conninfo, **kwargs)
-        if row:
+            conn, cached = super().connect(conninfo, **kwargs), None
+        if row and not cached:
             register_vector(conn)
             _VECTOR_ADAPTERS[conninfo] = (row["oid"], conn.adapters)
+        conn.rollback()  # the lookups' transaction: a connection starts idle (a pool takes no other)
         return conn
 
 

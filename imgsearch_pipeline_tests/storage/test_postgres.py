@@ -188,6 +188,7 @@ def test_product_crud_and_cascade(conn):
 def test_connections_share_the_vector_adapters_and_notice_a_new_extension(new_database):
     import numpy as np
     from psycopg.adapt import PyFormat
+    from psycopg.pq import TransactionStatus
 
     dsn = new_database()
 
@@ -198,6 +199,8 @@ def test_connections_share_the_vector_adapters_and_notice_a_new_extension(new_da
         c.execute("CREATE EXTENSION vector")
         c.commit()
     with pg.connect(dsn) as first, pg.connect(dsn) as second:
+        # Idle, as a pool takes them (it rolls back and warns otherwise).
+        assert first.info.transaction_status == second.info.transaction_status == TransactionStatus.IDLE
         # The same adapter classes, not new ones per connection (those stay in memory for good).
         dumper = first.adapters.get_dumper(np.ndarray, PyFormat.AUTO)
         assert second.adapters.get_dumper(np.ndarray, PyFormat.AUTO) is dumper
