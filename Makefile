@@ -34,6 +34,7 @@ lint: install
 R := bench/results
 bench: install
 	$(BIN)/python bench/ingest.py --images 1000 --rounds 2 --json $(R)/ingest.json > $(R)/ingest.md
+	$(BIN)/python bench/s3_reads.py --json $(R)/s3-reads.json > $(R)/s3-reads.md
 	$(BIN)/python bench/memory.py --sizes 500,5000 --json $(R)/memory.json > $(R)/memory.md
 	$(BIN)/python bench/writes.py --n 100000 --no-hnsw --breakdown 0 --json $(R)/writes-100k.json > $(R)/writes-100k.md
 	$(BIN)/python bench/writes.py --n 10000 --breakdown 10000 --json $(R)/writes-10k.json > $(R)/writes-10k.md
