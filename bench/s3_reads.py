@@ -7,7 +7,8 @@ launcher (`python -m imgsearch_pipeline.stack.s3`: the same moto application, th
 remembered, no access log). In each round, on each server in turn: --gets GETs of 200 objects of --kb KB, from
 8 threads as the analysis step reads (`analysis/batch.py`), then from one thread. Printed per 1,000 GETs: the
 server's CPU seconds, the client's (this process: boto3 `get_object` through `storage.s3.make_client`), and the
-client's CPU for presigning as many URLs (what a read without `get_object`'s machinery would still pay).
+client's CPU for presigning as many URLs and for GETting them with a plain urllib3 pool (one thread): what a
+read without `get_object`'s machinery would cost.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import benchlib
+import urllib3
 
 from imgsearch_pipeline.stack.process import free_port, stop_group, wait_for_port
 from imgsearch_pipeline.storage.s3 import make_client
@@ -58,9 +60,16 @@ def measure(server: str, args) -> dict:
                           "server": (benchlib.cpu_seconds(proc.pid) - server_cpu) * per,
                           "client": (time.process_time() - client_cpu) * per}
         presign = time.process_time()
-        for i in range(args.gets):
-            client.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": f"k{i % OBJECTS}"})
+        urls = [client.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": f"k{i % OBJECTS}"})
+                for i in range(args.gets)]
         out["presign"] = (time.process_time() - presign) * 1000 / args.gets
+        # The same GETs through those URLs and one urllib3 pool (one thread): what a read would cost the client
+        # without get_object's machinery (retries and error mapping left out here).
+        http = urllib3.PoolManager(maxsize=8)
+        client_cpu, wall = time.process_time(), time.perf_counter()
+        assert sum(len(http.request("GET", url).data) for url in urls) == args.gets * len(body)
+        out["urllib3"] = {"wall": (time.perf_counter() - wall) * 1000 / args.gets,
+                          "client": (time.process_time() - client_cpu) * 1000 / args.gets}
         return out
     finally:
         stop_group(proc.pid)
@@ -80,14 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         benchlib.log(f"round {n + 1}/{args.rounds}, load {benchlib.loadavg()}")
     result["load_end"] = benchlib.loadavg()
     rows = [(n, server, label, r[server][label]["server"], r[server][label]["client"], r[server][label]["wall"],
-             r[server]["presign"])
+             r[server]["presign"], r[server]["urllib3"]["client"])
             for n, r in enumerate(result["rounds"], start=1) for server in SERVERS
             for label in ("8 threads", "1 thread")]
     print(f"## S3 reads: CPU per 1,000 GETs of {args.kb} KB\n\n"
           f"Machine: {benchlib.describe_machine(result['machine'])}\n"
           f"Load (1/5/15 min): start {result['load_start']}, end {result['load_end']}\n")
     print(benchlib.table(["round", "server", "client threads", "server CPU s", "client CPU s (boto3)", "wall s",
-                          "presign client CPU s"], rows))
+                          "presign client CPU s", "presigned GET via urllib3, client CPU s"], rows))
     benchlib.write_json(args.json, result)
     return 0
 
