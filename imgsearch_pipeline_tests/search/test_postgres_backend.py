@@ -398,3 +398,21 @@ def test_knn_lists_apart_answer_as_on_one_connection_and_never_wait_on_each_othe
     finally:
         searches.close()
         lists.close()
+
+
+def test_pooled_connections_the_server_dropped_are_replaced_not_handed_out(db):
+    """The server ends every connection of the pools (a restart, a failover, an idle timeout): the next search
+    still answers, on new connections."""
+    searches, lists = pg.pool(db.dsn, 2), pg.pool(db.dsn, 2)
+    try:
+        backend = PostgresBackend(searches.connection, VERSION, connect_apart=lists.connection, lists_apart=2)
+        request = SearchRequest(plan=_plan(), mode="hybrid", text="striped", text_vector=[1.0, 0.0, 0.5, 0.2])
+        before = backend.search(request)
+        with db.connect() as conn:
+            ended = conn.execute("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) AS n FROM pg_stat_activity "
+                                 "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()["n"]
+        assert ended >= 2  # a search connection and a list connection at least
+        assert backend.search(request) == before
+    finally:
+        searches.close()
+        lists.close()
