@@ -3,8 +3,8 @@
 `python -m imgsearch_pipeline.stack.s3 --port N` is moto's own server (`moto.server`: every service on one
 port, so S3 can notify SQS) with two costs of each request taken away. moto's dispatcher finds the service of a
 request's host by listing its package folder and trying a few hundred URL patterns, every time; here the answer
-is remembered per host. And no access-log line is written. Together they halve the server's CPU per GET
-(2.2 -> 1.1 ms of a 60 KB object), which runs on the same cores as the model during a partition run.
+is remembered per host. And no access-log line is written. Together they nearly halve the server's CPU per
+GET (1.8-2.0 -> 1.0-1.1 ms for 15 KB, `bench/s3_reads.py`), CPU taken from the model's cores during a run.
 """
 
 from __future__ import annotations
